@@ -1,0 +1,1 @@
+"""xnas: neural-architecture search for efficient video networks."""
