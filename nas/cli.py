@@ -1,0 +1,141 @@
+"""The ``xnas`` command line.
+
+Subcommands: ``list`` (spaces and reference architectures with their cost), ``cost ARCH`` (exact
+multiply-adds and params of one architecture), ``check DOC`` (validate a space or architecture
+document). A user mistake prints one line to stderr and exits with status 2, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Sequence
+
+from nas.cost import GFLOPS_NOTE
+from nas.errors import DSLError
+
+__all__ = ["main"]
+
+
+class UsageError(Exception):
+    """A mistake in the command line or its arguments (exit status 2)."""
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """Print every shipped space and reference architecture with its cost."""
+    from nas.registry import arch_names, load_arch, load_space, space_names
+
+    spaces = []
+    for name in space_names():
+        space = load_space(name)
+        spaces.append({"name": name, "family": space.family, "dims": len(space.dims()), "size": space.size()})
+    archs = []
+    for name in arch_names():
+        arch = load_arch(name)
+        cost = arch.cost()
+        clip = arch.clip
+        archs.append({"name": name, "space": arch.space, **cost.as_dict(), "frame_stride": clip.frame_stride})
+    if args.json:
+        for s in spaces:
+            s["size"] = str(s["size"])
+        print(json.dumps({"spaces": spaces, "architectures": archs}, indent=2))
+        return 0
+    print("spaces")
+    print(f"  {'name':<10} {'family':<9} {'dims':>5}  size")
+    for s in spaces:
+        size = s["size"]
+        size_text = "continuous" if size == float("inf") else f"{float(size):.3g}"
+        print(f"  {s['name']:<10} {s['family']:<9} {s['dims']:>5}  {size_text}")
+    print("\nreference architectures")
+    print(f"  {'name':<12} {'space':<9} {'clip (T x stride, crop)':<24} {'GFLOPs':>9} {'params':>12}")
+    for a in archs:
+        clip_text = f"{a['frames']} x {a['frame_stride']}, {a['size']}²"
+        print(f"  {a['name']:<12} {a['space'] or '-':<9} {clip_text:<24} {a['gflops']:>9.4f} {a['params']:>12,}")
+    print(f"\n{GFLOPS_NOTE}; params = trainable parameters of the built model.")
+    return 0
+
+
+def cmd_cost(args: argparse.Namespace) -> int:
+    """Print the exact cost of one architecture."""
+    from nas.registry import load_arch
+
+    arch = load_arch(args.arch)
+    cost = arch.cost(frames=args.frames, size=args.size)
+    if args.json:
+        print(json.dumps({"name": arch.name, "hash": arch.hash, **cost.as_dict()}))
+        return 0
+    print(f"{arch.name} ({arch.family}, hash {arch.hash})")
+    print(f"  clip    {cost.frames} frames x {cost.size}²")
+    print(f"  GFLOPs  {cost.gflops:.6f}   ({cost.macs:,} multiply-adds)")
+    print(f"  params  {cost.params:,}")
+    print(f"  {GFLOPS_NOTE}")
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate a document; print what it is."""
+    from nas.dsl import Arch, Space
+    from nas.dsl.document import read_text
+    from pathlib import Path
+
+    path = Path(args.document)
+    try:
+        raw = read_text(path.read_text(), str(path))
+    except OSError as err:
+        raise UsageError(f"cannot read {path}: {err.strerror}") from None
+    kind = raw.get("kind") if isinstance(raw, dict) else None
+    if kind == "architecture":
+        arch = Arch.from_dict(raw, file=str(path))
+        print(f"{path}: architecture {arch.name!r} ({arch.family}), hash {arch.hash}, "
+              f"{arch.cost().gflops:.4f} GFLOPs, {arch.cost().params:,} params")
+    else:
+        space = Space.from_dict(raw, file=str(path))
+        print(f"{path}: space {space.name!r} ({space.family}), {len(space.dims())} dims, size {space.size():.3g}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``xnas``."""
+    parser = argparse.ArgumentParser(prog="xnas", description="Neural-architecture search for video networks.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("list", help="spaces and reference architectures with their cost")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("cost", help="exact GFLOPs (multiply-adds) and params of an architecture")
+    p.add_argument("arch", help="a reference architecture name (x3d-m) or a document path")
+    p.add_argument("--frames", type=_positive, help="count for this many frames instead of the architecture's")
+    p.add_argument("--size", type=_positive, help="count for this crop size instead of the architecture's")
+    p.add_argument("--json", action="store_true", help="print one JSON object (gflops, macs, params, frames, size)")
+    p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("check", help="validate a space or architecture document")
+    p.add_argument("document", help="path of a YAML or JSON document")
+    p.set_defaults(func=cmd_check)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``xnas``; return the exit status (2 for user mistakes, messages on stderr)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (DSLError, UsageError) as err:
+        print(f"xnas: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

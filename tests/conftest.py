@@ -1,0 +1,25 @@
+"""Shared fixtures: the registry of shipped spaces and reference architectures drives the tests."""
+from __future__ import annotations
+
+import pytest
+
+from nas import arch_names, load_arch, load_space, space_names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise ``space_name`` / ``arch_name`` arguments over everything the registry ships,
+    so a new space or reference architecture is enrolled in the tests by adding its document."""
+    if "space_name" in metafunc.fixturenames:
+        metafunc.parametrize("space_name", space_names())
+    if "arch_name" in metafunc.fixturenames:
+        metafunc.parametrize("arch_name", arch_names())
+
+
+@pytest.fixture
+def space(space_name: str):
+    return load_space(space_name)
+
+
+@pytest.fixture
+def arch(arch_name: str):
+    return load_arch(arch_name)
