@@ -196,7 +196,7 @@ def test_architecture_holds_no_choice() -> None:
         (lambda d: d.update(classes=0), "classes", "an integer in [1, 100000]"),
         (lambda d: d.update(classes=True), "classes", "an integer"),
         (lambda d: d.update(family="resnet"), "family", "one of x3d, movinet"),
-        (lambda d: d["stem"].update(stride=[1, 2]), "stem/stride", "a list of 3 integers"),
+        (lambda d: d["stem"].update(stride=[1, 2, 1]), "stem/stride", "one of [1, 1, 1], [1, 2, 2]"),
         (lambda d: d["clip"].update(crop=float("nan")), "clip/crop", "an integer"),
         (lambda d: d.update(xnas=2), "xnas", "an integer in [1, 1]"),
     ],

@@ -171,7 +171,7 @@ class Enum(Scalar):
     def check(self, value: Any, path: str) -> Any:
         for v in self.values:
             if type(v) is type(value) and v == value:
-                return v
+                return list(v) if isinstance(v, list) else v  # never hand out the schema's own list
         raise DSLError(path, value, self.describe())
 
 

@@ -34,21 +34,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from nas.cost import Clip, Cost, Tally, round8, same_out
-from nas.dsl.schema import Enum, Field, Float, Int, IntTuple, Kernel, ListOf, Record, RepeatList
+from nas.dsl.schema import Enum, Field, Float, Int, Kernel, ListOf, Record, RepeatList
 from nas.families import Family
 
 __all__ = ["MovinetLayer", "MovinetNet", "resolve", "cost", "FAMILY", "parse_kernel"]
 
+# MoViNet strides are spatial only and equal in H and W (the skip pools 1x3x3 at stride (1,2,2)).
+_stride = Enum(([1, 1, 1], [1, 2, 2]))
 _layer = Record({"kernel": Kernel(), "expand": Int(1, 65536)}, what="a layer")
 FIELDS = {
     "classes": Field(Int(1, 100_000)),
     "clip": Field(Record({"frames": Int(1, 4096), "frame_stride": Int(1, 1000), "crop": Int(8, 4096)})),
     "activation": Field(Enum(("swish", "hard_swish", "relu"))),
     "gating": Field(Enum(("sigmoid", "hard_sigmoid"))),
-    "stem": Field(Record({"width": Int(1, 4096), "kernel": Kernel(), "stride": IntTuple(3, 1, 2)})),
+    "stem": Field(Record({"width": Int(1, 4096), "kernel": Kernel(), "stride": _stride})),
     "blocks": Field(ListOf(Record({
         "width": Int(1, 65536),
-        "stride": IntTuple(3, 1, 2),
+        "stride": _stride,
         "layers": RepeatList(_layer, 1, 64),
     }, what="a block"), 1, 16)),
     "head": Field(Record({"project": Int(1, 65536), "width": Int(1, 65536), "dropout": Float(0.0, 1.0)})),

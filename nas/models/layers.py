@@ -1,0 +1,187 @@
+"""Shared building blocks: TF-'same' convolution and pooling, activations, squeeze-excitation, init.
+
+TF/Keras ``padding='same'`` differs from PyTorch's symmetric ``padding=k//2`` whenever a dimension is
+strided: TF pads ``pad_total = max(k - ((n - 1) % s + 1), 0)`` cells, ``pad_total // 2`` in front and
+the rest at the end, so a stride-2 3x3 conv on an even size pads only bottom/right. MoViNet weights
+and shapes depend on it; X3D uses plain symmetric PyTorch padding.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "same_padding", "Conv3dSame", "AvgPool3dSame", "Swish", "SqueezeExcite3d",
+    "make_activation", "make_gate", "init_conv_bn_",
+]
+
+Triple = tuple[int, int, int]
+
+
+def _triple(value: int | Sequence[int]) -> Triple:
+    if isinstance(value, int):
+        return (value, value, value)
+    t, h, w = value
+    return (int(t), int(h), int(w))
+
+
+def same_padding(size: Sequence[int], kernel: Sequence[int], stride: Sequence[int]) -> tuple[int, ...]:
+    """TF 'same' padding of a (T, H, W) input, in :func:`torch.nn.functional.pad` order.
+
+    Args:
+        size: input extent per dimension (T, H, W).
+        kernel: kernel extent per dimension.
+        stride: stride per dimension.
+
+    Returns:
+        ``(w_beg, w_end, h_beg, h_end, t_beg, t_end)``: ``F.pad`` lists the last dimension first.
+    """
+    pads: list[int] = []
+    for n, k, s in zip(reversed(tuple(size)), reversed(tuple(kernel)), reversed(tuple(stride))):
+        total = max(k - ((n - 1) % s + 1), 0)
+        pads += [total // 2, total - total // 2]
+    return tuple(pads)
+
+
+def _is_static(kernel: Triple, stride: Triple) -> bool:
+    """Whether TF 'same' padding is ``k // 2`` on both sides whatever the input size.
+
+    True for odd kernels at stride 1 (``pad_total = k - 1``) and for size-1 kernels at any stride
+    (``pad_total = 0``); then the conv's own symmetric ``padding`` does the job without an F.pad copy.
+    """
+    return all(k == 1 or (s == 1 and k % 2 == 1) for k, s in zip(kernel, stride))
+
+
+class Conv3dSame(nn.Conv3d):
+    """``nn.Conv3d`` with TF 'same' padding (see the module docstring); no dilation.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: (T, H, W) kernel or one int for all three.
+        stride: (T, H, W) stride or one int.
+        groups: channel groups (``in_channels`` for depthwise).
+        bias: whether the conv has a bias.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+                 stride: int | Sequence[int] = 1, groups: int = 1, bias: bool = False) -> None:
+        kernel, strides = _triple(kernel_size), _triple(stride)
+        self.static_padding = _is_static(kernel, strides)
+        padding = tuple(k // 2 for k in kernel) if self.static_padding else (0, 0, 0)
+        super().__init__(in_channels, out_channels, kernel, strides, padding=padding, groups=groups, bias=bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pad (only when the padding depends on the input size) and convolve."""
+        if not self.static_padding:
+            pad = same_padding(x.shape[-3:], self.kernel_size, self.stride)
+            if any(pad):
+                x = F.pad(x, pad)
+        return super().forward(x)
+
+
+class AvgPool3dSame(nn.Module):
+    """Average pooling with TF 'same' padding; padded cells are excluded from the divisor (as in TF).
+
+    Args:
+        kernel_size: (T, H, W) window or one int.
+        stride: (T, H, W) stride or one int.
+    """
+
+    def __init__(self, kernel_size: int | Sequence[int], stride: int | Sequence[int]) -> None:
+        super().__init__()
+        self.kernel_size = _triple(kernel_size)
+        self.stride = _triple(stride)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Pool ``x`` of shape (B, C, T, H, W)."""
+        pad = same_padding(x.shape[-3:], self.kernel_size, self.stride)
+        if not any(pad):
+            return F.avg_pool3d(x, self.kernel_size, self.stride)
+        # F.pad is asymmetric and pooling the padded tensor divides by the full window volume; a
+        # single-channel ones mask pooled the same way gives the fraction of real cells per window.
+        mean_with_zeros = F.avg_pool3d(F.pad(x, pad), self.kernel_size, self.stride)
+        ones = x.new_ones((1, 1, *x.shape[-3:]))
+        real_fraction = F.avg_pool3d(F.pad(ones, pad), self.kernel_size, self.stride)
+        return mean_with_zeros / real_fraction
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}"
+
+
+class Swish(nn.Module):
+    """``x * sigmoid(x)`` (SiLU)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Apply swish."""
+        return F.silu(x)
+
+
+_ACTIVATIONS = {"swish": Swish, "hard_swish": nn.Hardswish, "relu": nn.ReLU}
+# nn.Hardsigmoid is relu6(x + 3) / 6, the Model Garden hard_sigmoid.
+_GATES = {"sigmoid": nn.Sigmoid, "hard_sigmoid": nn.Hardsigmoid}
+
+
+def make_activation(name: str) -> nn.Module:
+    """A fresh activation module: ``swish``, ``hard_swish`` (x * relu6(x + 3) / 6) or ``relu``.
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        raise ValueError(f"unknown activation {name!r}; expected one of {', '.join(_ACTIVATIONS)}") from None
+
+
+def make_gate(name: str) -> nn.Module:
+    """A fresh gating module: ``sigmoid`` or ``hard_sigmoid`` (relu6(x + 3) / 6).
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    try:
+        return _GATES[name]()
+    except KeyError:
+        raise ValueError(f"unknown gate {name!r}; expected one of {', '.join(_GATES)}") from None
+
+
+class SqueezeExcite3d(nn.Module):
+    """Squeeze-excitation over (T, H, W): pool -> 1x1x1 (bias) -> act -> 1x1x1 (bias) -> gate -> scale.
+
+    Args:
+        channels: input (and output) channels.
+        hidden: bottleneck channels.
+        activation: activation name after the reduce conv (see :func:`make_activation`).
+        gate: gate name after the expand conv (see :func:`make_gate`).
+    """
+
+    def __init__(self, channels: int, hidden: int, activation: str = "relu", gate: str = "sigmoid") -> None:
+        super().__init__()
+        self.reduce = nn.Conv3d(channels, hidden, 1, bias=True)
+        self.act = make_activation(activation)
+        self.expand = nn.Conv3d(hidden, channels, 1, bias=True)
+        self.gate = make_gate(gate)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Scale each channel of ``x`` by its gate."""
+        s = x.mean(dim=(2, 3, 4), keepdim=True)
+        return x * self.gate(self.expand(self.act(self.reduce(s))))
+
+
+def init_conv_bn_(module: nn.Module) -> None:
+    """He/Kaiming normal (fan_out) convs with zero bias, BN gamma 1 and beta 0, in place.
+
+    Callers then zero the last BN of each residual branch and re-initialise their classifier.
+    """
+    for m in module.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm3d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)

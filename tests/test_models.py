@@ -1,0 +1,101 @@
+"""Built models against the analytic cost, for every reference architecture and random points of
+every space (registry-driven), plus forward shapes, memory layouts and initialisation."""
+from __future__ import annotations
+
+import random
+
+import pytest
+import torch
+
+from nas import load_arch, load_space
+from nas.measure import count_params, measured_macs
+from nas.models import build_model
+
+torch.set_num_threads(2)
+
+
+def _random_archs(space_name: str, n: int, seed: int):
+    space = load_space(space_name)
+    rng = random.Random(seed)
+    return [space.freeze(space.random(rng)) for _ in range(n)]
+
+
+def test_reference_params_and_macs_equal_measured(arch_name: str) -> None:
+    """Exact at the architecture's own clip: counted on the meta device (shapes only)."""
+    arch = load_arch(arch_name)
+    cost = arch.cost()
+    with torch.device("meta"):
+        model = build_model(arch)
+    assert count_params(model) == cost.params
+    assert measured_macs(model, cost.frames, cost.size) == cost.macs
+
+
+def test_reference_forward_shape_on_small_clip(arch_name: str) -> None:
+    arch = load_arch(arch_name)
+    model = build_model(arch).eval()
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 4, 48, 48))
+    assert out.shape == (2, arch.doc["classes"])
+    assert torch.isfinite(out).all()
+
+
+def test_random_architectures_cost_equals_measured(space_name: str) -> None:
+    """>= 100 random points of every space, measured on real CPU tensors at small clips."""
+    for i, arch in enumerate(_random_archs(space_name, 100, seed=1234)):
+        frames, size = 1 + i % 4, 24 + 8 * (i % 6)
+        cost = arch.cost(frames=frames, size=size)
+        model = build_model(arch)
+        assert count_params(model) == cost.params, arch.name
+        assert measured_macs(model, frames, size) == cost.macs, arch.name
+
+
+@pytest.mark.parametrize("name", ["x3d-xs", "movinet-a0"])
+def test_channels_last_3d_matches_channels_first(name: str) -> None:
+    torch.manual_seed(0)
+    model = build_model(load_arch(name)).eval()
+    # non-zero residual branches so the comparison exercises every layer
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm3d):
+            torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+    for p in model.parameters():
+        if p.ndim == 0 or p.numel() == 1:
+            torch.nn.init.constant_(p, 0.5)
+    x = torch.randn(2, 3, 4, 40, 40)
+    with torch.no_grad():
+        ref = model(x)
+        cl_model = model.to(memory_format=torch.channels_last_3d)
+        out = cl_model(x.to(memory_format=torch.channels_last_3d))
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-4)
+
+
+def test_backward_in_channels_last_3d() -> None:
+    model = build_model(load_arch("movinet-a0")).to(memory_format=torch.channels_last_3d)
+    x = torch.randn(2, 3, 2, 32, 32).to(memory_format=torch.channels_last_3d)
+    model(x).logsumexp(1).sum().backward()
+    grads = [p.grad for p in model.parameters() if p.requires_grad]
+    assert all(g is not None and torch.isfinite(g).all() for g in grads)
+
+
+def test_x3d_last_bn_of_each_residual_branch_is_zero_initialised() -> None:
+    from nas.families.x3d import resolve
+
+    arch = load_arch("x3d-s")
+    model = build_model(arch)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    zero = [m for m in bns if torch.count_nonzero(m.weight) == 0]
+    assert all(torch.all(m.weight == 1) for m in bns if m not in zero)
+    assert len(zero) == sum(s.depth for s in resolve(arch.doc).stages)
+
+
+def test_movinet_residual_branches_start_at_zero_through_rezero() -> None:
+    """The official MoViNet zero-initialises the ReZero scale of every layer and keeps BN gamma 1
+    (zeroing both would leave the branch with zero gradient forever)."""
+    arch = load_arch("movinet-a1")
+    model = build_model(arch)
+    scales = [p for n, p in model.named_parameters() if "rezero" in n]
+    assert len(scales) == sum(len(b["layers"]) for b in arch.doc["blocks"])
+    assert all(float(p.detach()) == 0.0 for p in scales)
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)]
+    assert all(torch.all(m.weight == 1) for m in bns)
+    model(torch.randn(1, 3, 2, 32, 32)).sum().backward()
+    assert all(p.grad is not None and float(p.grad.abs()) > 0 for p in scales)
