@@ -85,14 +85,10 @@ def cmd_cost(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate a document; print what it is."""
     from nas.dsl import Arch, Space
-    from nas.dsl.document import read_text
-    from pathlib import Path
+    from nas.dsl.document import read_document
 
-    path = Path(args.document)
-    try:
-        raw = read_text(path.read_text(), str(path))
-    except OSError as err:
-        raise UsageError(f"cannot read {path}: {err.strerror}") from None
+    path = args.document
+    raw = read_document(path)
     kind = raw.get("kind") if isinstance(raw, dict) else None
     if kind == "architecture":
         arch = Arch.from_dict(raw, file=str(path))

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from nas.dsl.document import dump_json, dump_yaml, read_text
+from nas.dsl.document import dump_json, dump_yaml, read_document, read_text
 from nas.errors import DSLError
 
 __all__ = ["Arch"]
@@ -49,12 +49,7 @@ class Arch:
     @classmethod
     def load(cls, path: str | Path) -> "Arch":
         """Read an architecture document from a ``.yaml`` / ``.yml`` / ``.json`` file."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as err:
-            raise DSLError("", str(path), "a readable UTF-8 file", file=str(path), reason=type(err).__name__) from None
-        return cls.from_yaml(text, file=str(path))
+        return cls.from_dict(read_document(path), file=str(path))
 
     # -- identity -------------------------------------------------------------------------------
     @property

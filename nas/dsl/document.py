@@ -22,7 +22,7 @@ import yaml
 from nas.dsl.schema import Enum, Field, Int, ParseContext, Record, Str
 from nas.errors import DSLError
 
-__all__ = ["SCHEMA_VERSION", "read_text", "parse_document", "header_fields", "dump_yaml", "dump_json"]
+__all__ = ["SCHEMA_VERSION", "read_text", "read_document", "parse_document", "header_fields", "dump_yaml", "dump_json"]
 
 SCHEMA_VERSION = 1
 NAME = Str(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", what="a name of letters, digits and _ . + -", searchable=False)
@@ -76,6 +76,16 @@ def read_text(text: str, file: str | None = None) -> Any:
                        reason=f"syntax error ({getattr(err, 'problem', None) or err})") from None
     except (ValueError, TypeError, RecursionError) as err:  # e.g. bad timestamps, deep nesting
         raise DSLError("", str(err), "valid YAML or JSON", file=file, reason="unreadable value") from None
+
+
+def read_document(path: str | Path) -> Any:
+    """Read and parse a YAML/JSON file; an unreadable file or bad syntax is a :class:`DSLError`."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise DSLError("", str(path), "a readable UTF-8 file", file=str(path), reason=type(err).__name__) from None
+    return read_text(text, str(path))
 
 
 def parse_document(raw: Any, schema: Record, *, allow_choices: bool, file: str | None) -> tuple[dict, ParseContext]:

@@ -8,7 +8,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from nas.dsl.arch import Arch
 from nas.dsl.choice import Choice, Repeat
-from nas.dsl.document import dump_yaml, read_text
+from nas.dsl.document import dump_yaml, read_document, read_text
 from nas.dsl.schema import join
 from nas.errors import DSLError
 
@@ -84,12 +84,7 @@ class Space:
     @classmethod
     def load(cls, path: str | Path) -> "Space":
         """Read a space document from a file."""
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except (OSError, UnicodeDecodeError) as err:
-            raise DSLError("", str(path), "a readable UTF-8 file", file=str(path), reason=type(err).__name__) from None
-        return cls.from_yaml(text, file=str(path))
+        return cls.from_dict(read_document(path), file=str(path))
 
     @property
     def name(self) -> str:
