@@ -245,3 +245,20 @@ def test_continuous_choices_in_x3d() -> None:
     sample["factors/depth"] = 9.0
     with pytest.raises(DSLError, match=r"factors/depth: got 9.0; allowed: a number in \[1.0, 8.0\]"):
         space.check(sample)
+
+
+def test_reference_is_a_point_of_its_space(arch_name: str) -> None:
+    arch = load_arch(arch_name)
+    space = load_space(arch.space)
+    assert space.contains(arch)
+    assert space.freeze(space.sample_of(arch)) == arch  # same content; the name is the sampled one
+
+
+def test_random_points_of_every_space(space_name: str) -> None:
+    space = load_space(space_name)
+    rng = random.Random(7)
+    for _ in range(20):
+        arch = space.freeze(space.random(rng))
+        assert space.contains(arch)
+        assert Arch.from_yaml(arch.to_yaml()) == arch
+        assert arch.name == f"{space.name}-{arch.hash[:8]}"

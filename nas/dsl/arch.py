@@ -4,10 +4,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nas.dsl.document import dump_json, dump_yaml, read_document, read_text
 from nas.errors import DSLError
+
+if TYPE_CHECKING:
+    from nas.cost import Clip, Cost
 
 __all__ = ["Arch"]
 
@@ -138,5 +141,3 @@ class Arch:
 
         return count_cost(self, frames=frames, size=size)
 
-
-from nas.cost import Clip, Cost  # noqa: E402  (type names used above; nas.cost does not import this module)
