@@ -1,7 +1,7 @@
 """The ``xnas`` command line.
 
 Subcommands: ``list`` (spaces and reference architectures with their cost), ``cost ARCH`` (exact
-multiply-adds and params of one architecture), ``check DOC`` (validate a space or architecture
+multiply-adds and params of one architecture), ``train ARCH`` (proxy-train and evaluate), ``check DOC`` (validate a space or architecture
 document). A user mistake prints one line to stderr and exits with status 2, never a traceback.
 """
 from __future__ import annotations
@@ -100,6 +100,55 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+    return value
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Proxy-train one architecture, evaluate it, write a checkpoint and a metrics JSON."""
+    from pathlib import Path
+
+    from nas.registry import load_arch
+
+    arch = load_arch(args.arch)
+    try:
+        from nas.train import Proxy, evaluate
+
+        overrides = {k: v for k, v in {
+            "steps": args.steps, "batch_size": args.batch_size, "size_scale": args.size_scale,
+            "optimizer": args.optimizer, "lr": args.lr, "task": args.task,
+        }.items() if v is not None}
+        proxy = Proxy(**overrides)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    out = Path(args.out or f"runs/train-{arch.name}-{arch.hash[:8]}")
+    out.mkdir(parents=True, exist_ok=True)
+    arch.save(out / "arch.yaml")
+    try:
+        result = evaluate(arch, args.data, proxy, seed=args.seed, checkpoint=out / "checkpoint.pt")
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    metrics = {**result.as_dict(), "proxy": proxy.to_dict()}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    if result.status != "ok":
+        print(f"{arch.name}: trial failed: {result.reason}", file=sys.stderr)
+        return 1
+    print(f"{arch.name}: top-1 {result.top1:.2f} %  loss {result.loss:.3f}  ({result.steps} steps at "
+          f"{result.frames}x{result.size}², {result.train_clips_per_s:.1f} clips/s, {result.wall_s:.0f} s, "
+          f"layout {result.layout})")
+    print(f"  {arch.cost().gflops:.4f} GFLOPs (full-size architecture; {GFLOPS_NOTE})")
+    if result.skipped_files:
+        print(f"  skipped {len(result.skipped_files)} unreadable file(s): {', '.join(result.skipped_files)}")
+    print(f"  wrote {out / 'metrics.json'} and {out / 'checkpoint.pt'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``xnas``."""
     parser = argparse.ArgumentParser(prog="xnas", description="Neural-architecture search for video networks.")
@@ -115,6 +164,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size", type=_positive, help="count for this crop size instead of the architecture's")
     p.add_argument("--json", action="store_true", help="print one JSON object (gflops, macs, params, frames, size)")
     p.set_defaults(func=cmd_cost)
+
+    p = sub.add_parser("train", help="proxy-train and evaluate one architecture")
+    p.add_argument("arch", help="a reference architecture name or a document path")
+    p.add_argument("--data", default="synthetic", help="'synthetic' (default) or a path to videos")
+    p.add_argument("--steps", type=_positive, help="optimiser steps")
+    p.add_argument("--batch-size", type=_positive, help="clips per step")
+    p.add_argument("--size-scale", type=_fraction,
+                   help="train at this fraction of the crop (reported GFLOPs stay the full-size ones)")
+    p.add_argument("--optimizer", choices=("sgd", "rmsprop", "adamw"))
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--task", help="synthetic task: mixed, event_order, chiral_motion, shape_direction")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", help="output folder (default runs/train-<arch>-<hash>)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("check", help="validate a space or architecture document")
     p.add_argument("document", help="path of a YAML or JSON document")

@@ -1,0 +1,451 @@
+"""The proxy trainer: the one function every driver calls to turn an architecture into a measured accuracy.
+
+``evaluate(arch, data, proxy, seed)`` builds the architecture, trains it under a declared budget
+(:class:`Proxy`, the same for every candidate of a run), evaluates it and returns a
+:class:`TrialResult`. Cost fields are always those of the architecture document itself (its own clip
+and class count): the proxy may train at a fraction of the crop (``size_scale``) and with the
+classifier resized to the data's classes, but the GFLOPs a search compares stay the full-size ones.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nas.cost import GFLOPS_NOTE
+from nas.data.synthetic import TASKS
+from nas.dsl.arch import Arch
+from nas.models import build_model
+
+__all__ = ["Proxy", "TrialResult", "ClipData", "evaluate", "make_data", "OPTIMIZERS", "LAYOUTS"]
+
+OPTIMIZERS = ("sgd", "rmsprop", "adamw")
+LAYOUTS = ("auto", "channels_last_3d", "channels_first")
+# Kinetics normalisation (X3D / pytorchvideo), applied to uint8 clips scaled to [0, 1].
+MEAN, STD = 0.45, 0.225
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A declared training budget, applied equally to every candidate of a run.
+
+    Attributes:
+        steps: optimiser steps.
+        batch_size: clips per step.
+        optimizer: ``sgd`` (momentum 0.9, Nesterov), ``rmsprop`` (MoViNet's) or ``adamw``.
+        lr: peak learning rate (reached after ``warmup_steps``, then cosine to 0).
+        warmup_steps: linear warm-up steps.
+        weight_decay: L2 decay of conv / linear weights (never BN, biases or scalars).
+        label_smoothing: cross-entropy label smoothing.
+        size_scale: train and evaluate at ``round(crop * size_scale)`` pixels (frames and stride unchanged).
+        train_clips: training-set size for synthetic data (real data: the whole split).
+        val_clips: validation-set size for synthetic data.
+        val_views: temporal clips per validation video for real data (softmax averaged over views).
+        layout: memory format; ``auto`` times both on the first batch and keeps the faster.
+        task: synthetic task (``mixed``, ``event_order``, ``chiral_motion``, ``shape_direction``).
+        checkpoint_every: steps between mid-trial checkpoints (0: only at the end).
+    """
+
+    steps: int = 300
+    batch_size: int = 16
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    warmup_steps: int = 20
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    size_scale: float = 1.0
+    train_clips: int = 2048
+    val_clips: int = 512
+    val_views: int = 1
+    layout: str = "auto"
+    task: str = "mixed"
+    checkpoint_every: int = 100
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("steps", self.steps, self.steps >= 1, "an integer >= 1"),
+            ("batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1"),
+            ("optimizer", self.optimizer, self.optimizer in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
+            ("lr", self.lr, self.lr > 0 and math.isfinite(self.lr), "a positive number"),
+            ("warmup_steps", self.warmup_steps, 0 <= self.warmup_steps, "an integer >= 0"),
+            ("weight_decay", self.weight_decay, self.weight_decay >= 0, "a number >= 0"),
+            ("label_smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "a number in [0, 1)"),
+            ("size_scale", self.size_scale, 0 < self.size_scale <= 1, "a number in (0, 1]"),
+            ("train_clips", self.train_clips, self.train_clips >= 1, "an integer >= 1"),
+            ("val_clips", self.val_clips, self.val_clips >= 1, "an integer >= 1"),
+            ("val_views", self.val_views, self.val_views >= 1, "an integer >= 1"),
+            ("layout", self.layout, self.layout in LAYOUTS, "one of " + ", ".join(LAYOUTS)),
+            ("task", self.task, self.task in TASKS, "one of " + ", ".join(TASKS)),
+        ]
+        for name, value, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"proxy.{name}: got {value!r}; allowed: {allowed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Proxy":
+        """Build from plain data; unknown keys are an error naming the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"proxy.{unknown[0]}: unknown key; allowed: {', '.join(sorted(known))}")
+        return cls(**raw)
+
+    @property
+    def hash(self) -> str:
+        """Content hash: same proxy, same hash (part of a trial's cache key)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrialResult:
+    """What one proxy trial measured. ``status`` is ``ok`` or ``failed`` (then ``reason`` says why)."""
+
+    arch_name: str
+    arch_hash: str
+    status: str
+    reason: str = ""
+    top1: float = float("nan")
+    loss: float = float("nan")
+    gflops: float = float("nan")
+    params: int = 0
+    steps: int = 0
+    wall_s: float = 0.0
+    train_clips_per_s: float = float("nan")
+    size: int = 0
+    frames: int = 0
+    layout: str = ""
+    seed: int = 0
+    proxy_hash: str = ""
+    data: str = ""
+    skipped_files: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (adds the GFLOPs convention)."""
+        return {**dataclasses.asdict(self), "gflops_convention": GFLOPS_NOTE}
+
+
+class ClipData(Protocol):
+    """What the trainer needs from a dataset: indexable (clips uint8 (V, T, H, W, 3), label)."""
+
+    num_classes: int
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]: ...
+
+
+class _Materialised:
+    """A synthetic split rendered once into memory (uint8), with one view per clip."""
+
+    def __init__(self, source: Any) -> None:
+        clips, labels = zip(*(source[i] for i in range(len(source))))
+        self.clips = np.stack(clips)[:, None]  # (N, 1, T, H, W, 3)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.num_classes = source.num_classes
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
+        return self.clips[i], int(self.labels[i])
+
+
+_SYNTHETIC_CACHE: dict[tuple, tuple[_Materialised, _Materialised]] = {}
+
+
+def make_data(data: str, arch: Arch, proxy: Proxy, seed: int) -> tuple[ClipData, ClipData, str]:
+    """Training and validation data at the clip the architecture asks for, scaled by ``size_scale``.
+
+    Args:
+        data: ``synthetic`` or a path to real videos (any layout :mod:`nas.data.layouts` knows).
+        arch: the architecture (its clip: frames, frame stride, crop).
+        proxy: the budget (sizes, ``size_scale``, task).
+        seed: data seed (synthetic splits are a function of it).
+
+    Returns:
+        ``(train, val, description)``.
+    """
+    clip = arch.clip
+    crop = max(8, round(clip.crop * proxy.size_scale))
+    if data == "synthetic":
+        from nas.data.synthetic import SyntheticVideo
+
+        key = (proxy.task, clip.frames, clip.frame_stride, crop, proxy.train_clips, proxy.val_clips, seed)
+        if key not in _SYNTHETIC_CACHE:
+            common = dict(task=proxy.task, frames=clip.frames, frame_stride=clip.frame_stride, crop=crop, seed=seed)
+            _SYNTHETIC_CACHE.clear()  # keep one clip geometry in memory at a time
+            _SYNTHETIC_CACHE[key] = (
+                _Materialised(SyntheticVideo(split="train", size=proxy.train_clips, **common)),
+                _Materialised(SyntheticVideo(split="val", size=proxy.val_clips, **common)),
+            )
+        train, val = _SYNTHETIC_CACHE[key]
+        return train, val, f"synthetic:{proxy.task}"
+    from nas.data.layouts import discover
+    from nas.data.video import VideoClips
+
+    path = Path(data)
+    if not path.exists():
+        raise ValueError(f"data: got {data!r}; allowed: 'synthetic' or an existing path to videos")
+    common = dict(frames=clip.frames, frame_stride=clip.frame_stride, crop=crop, seed=seed)
+    short = max(crop, round(crop * 1.15))
+    train = VideoClips(discover(path, split="train"), train=True, short_side=(short, round(short * 1.25)), **common)
+    val = VideoClips(discover(path, split="val"), train=False, n_clips=proxy.val_views, short_side=short, **common)
+    return train, val, str(path)
+
+
+def _batches(n: int, batch_size: int, seed: int, start_step: int) -> Iterator[np.ndarray]:
+    """Index batches for steps ``start_step, start_step+1, ...``: a fresh permutation per epoch, each a
+    function of (seed, epoch) only, so a resumed trial sees exactly the batches it would have seen."""
+    per_epoch = max(1, n // batch_size)
+    step = start_step
+    while True:
+        epoch, pos = divmod(step, per_epoch)
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        yield order[pos * batch_size: (pos + 1) * batch_size] if n >= batch_size else order
+        step += 1
+
+
+def _to_tensor(clips: np.ndarray, device: torch.device, layout: str) -> torch.Tensor:
+    """uint8 (B, T, H, W, 3) -> normalised float (B, 3, T, H, W) in the requested memory format."""
+    x = torch.from_numpy(np.ascontiguousarray(clips)).to(device)
+    x = x.permute(0, 4, 1, 2, 3).float().div_(255.0).sub_(MEAN).div_(STD)
+    fmt = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
+    return x.contiguous(memory_format=fmt)
+
+
+def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Weight decay on conv / linear weights only: never BN, biases or ReZero-style scalars."""
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (decay if p.ndim > 1 else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def _optimizer(model: torch.nn.Module, proxy: Proxy) -> torch.optim.Optimizer:
+    groups = _param_groups(model, proxy.weight_decay)
+    if proxy.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=proxy.lr, momentum=0.9, nesterov=True)
+    if proxy.optimizer == "rmsprop":
+        # MoViNet's recipe: rho 0.9, momentum 0.9, eps 1.0 (Keras semantics; torch's alpha = rho)
+        return torch.optim.RMSprop(groups, lr=proxy.lr, alpha=0.9, momentum=0.9, eps=1.0)
+    return torch.optim.AdamW(groups, lr=proxy.lr)
+
+
+def _lr_factor(step: int, proxy: Proxy) -> float:
+    """Linear warm-up to the peak, then cosine to zero at ``proxy.steps``."""
+    if step < proxy.warmup_steps:
+        return (step + 1) / proxy.warmup_steps
+    span = max(1, proxy.steps - proxy.warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - proxy.warmup_steps) / span)))
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+_LAYOUT_CHOICE: dict[tuple, str] = {}
+
+
+def _choose_layout(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, key: tuple) -> str:
+    """Time one forward+backward in each layout on this batch; keep the faster (cached per shape).
+
+    The fast layout depends on the shape (channels_last_3d wins for X3D-XS at 64² and loses at 160² on
+    this CPU), so it is measured, not assumed. Gradients are cleared afterwards.
+    """
+    if key in _LAYOUT_CHOICE:
+        return _LAYOUT_CHOICE[key]
+    times = {}
+    for layout in ("channels_first", "channels_last_3d"):
+        fmt = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
+        model.to(memory_format=fmt)
+        xl = x.contiguous(memory_format=fmt)
+        best = float("inf")
+        for _ in range(2):  # the first call also pays one-off allocation costs
+            t0 = time.perf_counter()
+            F.cross_entropy(model(xl), y).backward()
+            best = min(best, time.perf_counter() - t0)
+        times[layout] = best
+    model.zero_grad(set_to_none=True)
+    _LAYOUT_CHOICE[key] = min(times, key=times.get)
+    return _LAYOUT_CHOICE[key]
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    """Write atomically: a crash mid-write never leaves a truncated checkpoint behind."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)
+
+
+class _Progress:
+    """A one-line progress display on an interactive stderr; silent otherwise."""
+
+    def __init__(self, enabled: bool | None, total: int, label: str) -> None:
+        self.enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.total, self.label, self.t0 = total, label, time.perf_counter()
+
+    def update(self, step: int, loss: float) -> None:
+        if self.enabled:
+            rate = step / max(1e-9, time.perf_counter() - self.t0)
+            print(f"\r{self.label}: step {step}/{self.total} loss {loss:.3f} ({rate:.1f} steps/s)",
+                  end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr, flush=True)
+
+
+def _evaluate_split(model: torch.nn.Module, val: ClipData, batch_size: int, device: torch.device,
+                    layout: str) -> tuple[float, float]:
+    """Top-1 (%) and mean loss; multi-view clips average their softmax over views."""
+    model.eval()
+    correct, loss_sum, n = 0, 0.0, 0
+    with torch.no_grad():
+        for start in range(0, len(val), batch_size):
+            items = [val[i] for i in range(start, min(len(val), start + batch_size))]
+            clips = np.stack([c for c, _ in items])  # (B, V, T, H, W, 3)
+            labels = torch.tensor([lab for _, lab in items], device=device)
+            b, v = clips.shape[:2]
+            logits = model(_to_tensor(clips.reshape(b * v, *clips.shape[2:]), device, layout))
+            probs = logits.float().softmax(-1).reshape(b, v, -1).mean(1)
+            loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum").item()
+            correct += (probs.argmax(-1) == labels).sum().item()
+            n += b
+    return 100.0 * correct / max(1, n), loss_sum / max(1, n)
+
+
+def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, seed: int = 0, *,
+             checkpoint: str | Path | None = None, progress: bool | None = None,
+             report: Callable[[int, dict[str, float]], None] | None = None,
+             device: str | None = None) -> TrialResult:
+    """Train ``arch`` under ``proxy`` and measure its validation top-1.
+
+    Args:
+        arch: the frozen architecture (its cost is reported; the model's classifier is resized to the
+            data's classes and it trains at ``size_scale`` x its crop).
+        data: ``"synthetic"``, a path to real videos, or a ``(train, val)`` pair of :class:`ClipData`.
+        proxy: the budget.
+        seed: seeds the model init, the batch order and synthetic data: same inputs, same result.
+        checkpoint: a file for mid-trial checkpoints; if it holds a checkpoint of this same trial
+            (architecture, proxy, seed) the trial resumes from it.
+        progress: show a progress line (default: when stderr is a terminal).
+        report: called as ``report(step, {"loss": ...})`` every ``checkpoint_every`` steps and with
+            ``{"top1": ...}`` at the end (Ray Tune reporting hooks in here).
+        device: ``cpu`` or ``cuda`` (default: cuda if available).
+
+    Returns:
+        The trial's result; a non-finite loss gives ``status="failed"`` with the step in ``reason``.
+    """
+    t_start = time.perf_counter()
+    cost = arch.cost()
+    result = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="ok", gflops=cost.gflops,
+                         params=cost.params, seed=seed, proxy_hash=proxy.hash, frames=cost.frames)
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if isinstance(data, str):
+        train, val, result.data = make_data(data, arch, proxy, seed)
+    else:
+        (train, val), result.data = data, "in-memory"
+    _seed_everything(seed)
+    classes = train.num_classes
+    trained = Arch.from_dict({**arch.to_dict(), "classes": classes}) if arch.doc["classes"] != classes else arch
+    model = build_model(trained).to(dev)
+    model.train()
+    optimizer = _optimizer(model, proxy)
+    start_step = 0
+    ckpt_path = Path(checkpoint) if checkpoint else None
+    ident = {"arch": arch.hash, "proxy": proxy.hash, "seed": seed}
+    if ckpt_path and ckpt_path.is_file():
+        state = torch.load(ckpt_path, map_location=dev, weights_only=False)
+        if state.get("ident") == ident:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            torch.set_rng_state(state["torch_rng"])
+            start_step = state["step"]
+            result.layout = state.get("layout", "")
+
+    batches = _batches(len(train), proxy.batch_size, seed, start_step)
+
+    def fetch(indices: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
+        items = [train[int(i)] for i in indices]
+        clips = np.stack([c[0] for c, _ in items])  # first (only) view of each training clip
+        labels = torch.tensor([lab for _, lab in items], device=dev)
+        return clips, labels
+
+    layout = result.layout or proxy.layout
+    if layout == "auto" and dev.type == "cpu":
+        clips, labels = fetch(next(_batches(len(train), proxy.batch_size, seed, 0)))
+        layout = _choose_layout(model, _to_tensor(clips, dev, "channels_first"), labels,
+                                (arch.hash, clips.shape))
+    elif layout == "auto":
+        layout = "channels_first"
+    result.layout = layout
+    model.to(memory_format=torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    bar = _Progress(progress, proxy.steps, arch.name)
+    t_train = time.perf_counter()
+    step = start_step
+    loss_value = float("nan")
+    for step in range(start_step, proxy.steps):
+        clips, labels = fetch(next(batches))
+        for group in optimizer.param_groups:
+            group["lr"] = proxy.lr * _lr_factor(step, proxy)
+        with autocast:
+            logits = model(_to_tensor(clips, dev, layout))
+        loss = F.cross_entropy(logits.float(), labels, label_smoothing=proxy.label_smoothing)
+        loss_value = loss.item()
+        if not math.isfinite(loss_value):
+            bar.close()
+            result.status, result.reason, result.steps = "failed", f"non-finite loss ({loss_value}) at step {step}", step
+            result.wall_s = time.perf_counter() - t_start
+            return result
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        bar.update(step + 1, loss_value)
+        done = step + 1
+        if proxy.checkpoint_every and done % proxy.checkpoint_every == 0 and done < proxy.steps:
+            # checkpoint before reporting: a report hook may stop the trial (Ray's early stopping)
+            if ckpt_path:
+                _save_checkpoint(ckpt_path, {"ident": ident, "step": done, "model": model.state_dict(),
+                                             "optimizer": optimizer.state_dict(),
+                                             "torch_rng": torch.get_rng_state(), "layout": layout})
+            if report:
+                report(done, {"loss": loss_value})
+    bar.close()
+    trained_steps = proxy.steps - start_step
+    result.train_clips_per_s = trained_steps * proxy.batch_size / max(1e-9, time.perf_counter() - t_train)
+    result.steps = proxy.steps
+    result.top1, result.loss = _evaluate_split(model, val, proxy.batch_size, dev, layout)
+    result.size = int(np.asarray(val[0][0]).shape[-2])
+    skipped = getattr(train, "report", None)
+    if callable(skipped):
+        result.skipped_files = [s["path"] if isinstance(s, dict) else str(s) for s in skipped().get("skipped", [])]
+    if ckpt_path:
+        _save_checkpoint(ckpt_path, {"ident": ident, "step": proxy.steps, "model": model.state_dict(),
+                                     "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                                     "layout": layout})
+    if report:
+        report(proxy.steps, {"top1": result.top1, "loss": result.loss})
+    result.wall_s = time.perf_counter() - t_start
+    return result

