@@ -402,6 +402,12 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
     model.to(memory_format=torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
 
+    def save(done: int) -> None:
+        if ckpt_path:
+            _save_checkpoint(ckpt_path, {"ident": ident, "step": done, "model": model.state_dict(),
+                                         "optimizer": optimizer.state_dict(),
+                                         "torch_rng": torch.get_rng_state(), "layout": layout})
+
     bar = _Progress(progress, proxy.steps, arch.name)
     t_train = time.perf_counter()
     step = start_step
@@ -426,10 +432,7 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         done = step + 1
         if proxy.checkpoint_every and done % proxy.checkpoint_every == 0 and done < proxy.steps:
             # checkpoint before reporting: a report hook may stop the trial (Ray's early stopping)
-            if ckpt_path:
-                _save_checkpoint(ckpt_path, {"ident": ident, "step": done, "model": model.state_dict(),
-                                             "optimizer": optimizer.state_dict(),
-                                             "torch_rng": torch.get_rng_state(), "layout": layout})
+            save(done)
             if report:
                 report(done, {"loss": loss_value})
     bar.close()
@@ -441,10 +444,7 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
     skipped = getattr(train, "report", None)
     if callable(skipped):
         result.skipped_files = [s["path"] if isinstance(s, dict) else str(s) for s in skipped().get("skipped", [])]
-    if ckpt_path:
-        _save_checkpoint(ckpt_path, {"ident": ident, "step": proxy.steps, "model": model.state_dict(),
-                                     "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                                     "layout": layout})
+    save(proxy.steps)
     if report:
         report(proxy.steps, {"top1": result.top1, "loss": result.loss})
     result.wall_s = time.perf_counter() - t_start
