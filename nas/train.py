@@ -414,6 +414,7 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
     loss_value = float("nan")
     for step in range(start_step, proxy.steps):
         clips, labels = fetch(next(batches))
+        result.size = clips.shape[-2]  # the crop actually trained at (size_scale applied)
         for group in optimizer.param_groups:
             group["lr"] = proxy.lr * _lr_factor(step, proxy)
         with autocast:
@@ -440,7 +441,6 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
     result.train_clips_per_s = trained_steps * proxy.batch_size / max(1e-9, time.perf_counter() - t_train)
     result.steps = proxy.steps
     result.top1, result.loss = _evaluate_split(model, val, proxy.batch_size, dev, layout)
-    result.size = int(np.asarray(val[0][0]).shape[-2])
     skipped = getattr(train, "report", None)
     if callable(skipped):
         result.skipped_files = [s["path"] if isinstance(s, dict) else str(s) for s in skipped().get("skipped", [])]
