@@ -139,9 +139,8 @@ class Space:
         doc["kind"] = "architecture"
         doc["space"] = self.name
         doc.pop("description", None)
-        doc["name"] = "tmp"
-        arch = Arch(doc)
-        doc["name"] = name or f"{self.name}-{arch.hash[:8]}"
+        # the hash ignores the name, so the default name can be derived from the unnamed document
+        doc["name"] = name or f"{self.name}-{Arch(doc).hash[:8]}"
         return Arch.from_dict(doc)
 
     def _freeze_doc(self, sample: Mapping[str, Any]) -> dict[str, Any]:
