@@ -12,13 +12,14 @@ import sys
 from typing import Sequence
 
 from nas.cost import GFLOPS_NOTE
-from nas.errors import DSLError
+from nas.errors import DSLError, UsageError
 
-__all__ = ["main"]
+__all__ = ["main", "UsageError", "COMMAND_MODULES"]
 
-
-class UsageError(Exception):
-    """A mistake in the command line or its arguments (exit status 2)."""
+# Commands that live in their own module under nas/commands/. Each module defines
+# ``register(subparsers)``, which adds its parser(s) and sets ``func``; it keeps heavy imports (torch,
+# Ray, Optuna) inside the command function so ``xnas --help`` stays fast.
+COMMAND_MODULES = ("stream", "sample", "expand", "search", "results")
 
 
 def _positive(text: str) -> int:
@@ -182,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check", help="validate a space or architecture document")
     p.add_argument("document", help="path of a YAML or JSON document")
     p.set_defaults(func=cmd_check)
+
+    import importlib
+    import importlib.util
+
+    for name in COMMAND_MODULES:
+        if importlib.util.find_spec(f"nas.commands.{name}") is not None:
+            importlib.import_module(f"nas.commands.{name}").register(sub)
     return parser
 
 

@@ -51,3 +51,7 @@ class DSLError(ValueError):
         if self.file or not file:
             return self
         return DSLError(self.path, self.value, self.allowed, file=file, reason=self.reason)
+
+
+class UsageError(Exception):
+    """A mistake in a command line or its arguments: ``xnas`` prints it on one line and exits with 2."""

@@ -33,10 +33,21 @@ class Family:
     validate: Callable[[dict], None] | None = None
 
 
-def _registry() -> dict[str, Family]:
-    from nas.families import movinet, x3d
+# Family modules, in listing order. Each defines ``FAMILY``; a module is listed here once it exists.
+FAMILY_MODULES = ("x3d", "movinet", "tsn2d", "ensemble")
 
-    return {f.name: f for f in (x3d.FAMILY, movinet.FAMILY)}
+
+def _registry() -> dict[str, Family]:
+    import importlib
+    import importlib.util
+
+    families = {}
+    for name in FAMILY_MODULES:
+        if importlib.util.find_spec(f"nas.families.{name}") is None:
+            continue
+        family = importlib.import_module(f"nas.families.{name}").FAMILY
+        families[family.name] = family
+    return families
 
 
 FAMILIES: dict[str, Family] = {}

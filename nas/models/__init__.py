@@ -23,6 +23,19 @@ __all__ = ["build_model", "BUILDERS"]
 BUILDERS: dict[str, Callable[[Any], nn.Module]] = {"x3d": build_x3d, "movinet": build_movinet}
 
 
+def _register_optional_builders() -> None:
+    """Builders of families added later (tsn2d, ensemble): modules that define ``BUILDER``."""
+    import importlib
+    import importlib.util
+
+    for name in ("tsn2d", "ensemble"):
+        if importlib.util.find_spec(f"nas.models.{name}") is not None:
+            BUILDERS[name] = importlib.import_module(f"nas.models.{name}").BUILDER
+
+
+_register_optional_builders()
+
+
 def build_model(arch: "Arch") -> nn.Module:
     """Build a freshly initialised model for ``arch``.
 

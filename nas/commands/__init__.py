@@ -1,0 +1,1 @@
+"""``xnas`` subcommands that live in their own module (see ``nas.cli.COMMAND_MODULES``)."""

@@ -1,0 +1,122 @@
+"""The proxy budget and a trial's result: plain, torch-free data shared by the trainer, the evaluators,
+the Ray / Optuna integrations and the drivers.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from nas.cost import GFLOPS_NOTE
+from nas.data.synthetic import TASKS
+
+__all__ = ["Proxy", "TrialResult", "OPTIMIZERS", "LAYOUTS"]
+
+OPTIMIZERS = ("sgd", "rmsprop", "adamw")
+LAYOUTS = ("auto", "channels_last_3d", "channels_first")
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """A declared training budget, applied equally to every candidate of a run.
+
+    Attributes:
+        steps: optimiser steps.
+        batch_size: clips per step.
+        optimizer: ``sgd`` (momentum 0.9, Nesterov), ``rmsprop`` (MoViNet's) or ``adamw``.
+        lr: peak learning rate (reached after ``warmup_steps``, then cosine to 0).
+        warmup_steps: linear warm-up steps.
+        weight_decay: L2 decay of conv / linear weights (never BN, biases or scalars).
+        label_smoothing: cross-entropy label smoothing.
+        size_scale: train and evaluate at ``round(crop * size_scale)`` pixels (frames and stride unchanged).
+        train_clips: training-set size for synthetic data (real data: the whole split).
+        val_clips: validation-set size for synthetic data.
+        val_views: temporal clips per validation video for real data (softmax averaged over views).
+        layout: memory format; ``auto`` times both on the first batch and keeps the faster.
+        task: synthetic task (``mixed``, ``event_order``, ``chiral_motion``, ``shape_direction``).
+        checkpoint_every: steps between mid-trial checkpoints (0: only at the end).
+    """
+
+    steps: int = 300
+    batch_size: int = 16
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    warmup_steps: int = 20
+    weight_decay: float = 0.05
+    label_smoothing: float = 0.1
+    size_scale: float = 1.0
+    train_clips: int = 2048
+    val_clips: int = 512
+    val_views: int = 1
+    layout: str = "auto"
+    task: str = "mixed"
+    checkpoint_every: int = 100
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("steps", self.steps, self.steps >= 1, "an integer >= 1"),
+            ("batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1"),
+            ("optimizer", self.optimizer, self.optimizer in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
+            ("lr", self.lr, self.lr > 0 and math.isfinite(self.lr), "a positive number"),
+            ("warmup_steps", self.warmup_steps, 0 <= self.warmup_steps, "an integer >= 0"),
+            ("weight_decay", self.weight_decay, self.weight_decay >= 0, "a number >= 0"),
+            ("label_smoothing", self.label_smoothing, 0 <= self.label_smoothing < 1, "a number in [0, 1)"),
+            ("size_scale", self.size_scale, 0 < self.size_scale <= 1, "a number in (0, 1]"),
+            ("train_clips", self.train_clips, self.train_clips >= 1, "an integer >= 1"),
+            ("val_clips", self.val_clips, self.val_clips >= 1, "an integer >= 1"),
+            ("val_views", self.val_views, self.val_views >= 1, "an integer >= 1"),
+            ("layout", self.layout, self.layout in LAYOUTS, "one of " + ", ".join(LAYOUTS)),
+            ("task", self.task, self.task in TASKS, "one of " + ", ".join(TASKS)),
+        ]
+        for name, value, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"proxy.{name}: got {value!r}; allowed: {allowed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready fields."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> "Proxy":
+        """Build from plain data; unknown keys are an error naming the known ones."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"proxy.{unknown[0]}: unknown key; allowed: {', '.join(sorted(known))}")
+        return cls(**raw)
+
+    @property
+    def hash(self) -> str:
+        """Content hash: same proxy, same hash (part of a trial's cache key)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class TrialResult:
+    """What one proxy trial measured. ``status`` is ``ok`` or ``failed`` (then ``reason`` says why)."""
+
+    arch_name: str
+    arch_hash: str
+    status: str
+    reason: str = ""
+    top1: float = float("nan")
+    loss: float = float("nan")
+    gflops: float = float("nan")
+    params: int = 0
+    steps: int = 0
+    wall_s: float = 0.0
+    train_clips_per_s: float = float("nan")
+    size: int = 0
+    frames: int = 0
+    layout: str = ""
+    seed: int = 0
+    proxy_hash: str = ""
+    data: str = ""
+    skipped_files: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready form (adds the GFLOPs convention)."""
+        return {**dataclasses.asdict(self), "gflops_convention": GFLOPS_NOTE}
