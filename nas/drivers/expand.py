@@ -1,0 +1,647 @@
+"""X3D progressive expansion and backward contraction (Feichtenhofer, CVPR 2020, §3; ``xnas expand``).
+
+The search state is one architecture of an *expandable* family (the six continuous factors of
+``spaces/x3d.yaml``). Each **forward step** builds one candidate per axis, each scaled on that axis
+alone so that its exact analytic cost is as close as the rounding rules allow to ``rate`` x the
+current cost; all candidates of a step go to the :class:`~nas.evaluator.Evaluator` as one batch (one
+Ray wave), and the step keeps the candidate with the best trade-off (``criterion``). Steps repeat
+until the cost reaches the target. If the last accepted step overshoots, **backward contraction**
+shrinks that step's axis so the final architecture lands within ``tolerance`` of the target.
+
+Solving an axis (:func:`solve_axis`): the cost is a monotone *step function* of a factor (widths round
+to multiples of 8, depths to ``ceil``, frames to integers, crops to multiples of 8), so the driver
+bisects over the factor with the real cost model to find the two cost levels that bracket the wanted
+cost, keeps the closer one (in log ratio), bisects again for the factor interval that gives that
+level, and writes the simplest decimal in the interval (2.25 rather than 2.2500001) so documents stay
+readable and reruns produce identical hashes. Nothing is derived from exponents.
+
+Axes (doc factor, paper symbol, what the candidate changes):
+
+* ``frame_stride`` (gamma_tau, X-Fast): more frames over the *same* clip duration -- frames x k and the
+  frame stride / k (integer, >= 1). A one-frame clip (X2D) has no duration of its own; it stands for a
+  clip of ``span`` source frames (default 32, about 1 s at 30 fps), so X-Fast from X2D gives 2 frames x
+  stride 16. When the stride is already 1 the candidate equals X-Temporal's and is not built twice.
+* ``frames`` (gamma_t, X-Temporal): a longer clip at the same frame rate -- frames x k, stride kept
+  (a one-frame clip's stride is ``span``, clamped to the space's range).
+* ``spatial`` (gamma_s), ``width`` (gamma_w), ``bottleneck`` (gamma_b), ``depth`` (gamma_d): the factor.
+
+Trade-off criteria (:data:`CRITERIA`), all computed against the current (parent) architecture:
+
+* ``gain-per-log-cost`` (default, X3D): (top1 - parent top1) / ln(GFLOPs / parent GFLOPs);
+* ``gain-per-gflop``: (top1 - parent top1) / (GFLOPs - parent GFLOPs);
+* ``accuracy``: the candidate's top-1 alone.
+
+Ties go to the earlier axis in :data:`AXES` order, so a run is deterministic given its evaluator.
+This module imports no torch and no Ray: it talks to an evaluator and writes plain files.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from nas.cost import GFLOPS_NOTE
+from nas.dsl.arch import Arch
+from nas.evaluator import Evaluator
+from nas.proxy import TrialResult
+
+__all__ = [
+    "AXES", "CRITERIA", "PAPER_SYMBOLS", "ExpandError", "Solution", "Candidate", "ExpansionResult",
+    "expandable", "factor_bounds", "solve_axis", "build_candidates", "contract", "expand",
+    "replay", "write_outputs", "summary_text", "TRAJECTORY_COLUMNS",
+]
+
+# The paper's axis order (Figure 2 legend); also the tie-break order.
+AXES = ("frame_stride", "frames", "spatial", "width", "bottleneck", "depth")
+PAPER_SYMBOLS = {"frame_stride": "γτ (X-Fast)", "frames": "γt (X-Temporal)", "spatial": "γs",
+                 "width": "γw", "bottleneck": "γb", "depth": "γd"}
+CRITERIA = ("gain-per-log-cost", "gain-per-gflop", "accuracy")
+
+# An axis whose best candidate grows the cost by less than rate ** MIN_RATE_POWER is exhausted (it hit
+# its range bound); comparing a x1.1 candidate's "gain per log cost" with x2 ones would be noise.
+MIN_RATE_POWER = 0.5
+
+
+class ExpandError(ValueError):
+    """A bad driver setting (message: ``expand.FIELD: got VALUE; allowed: WHAT``) or a search that
+    cannot go on (every candidate of a step failed, no axis can grow)."""
+
+
+def _fail(name: str, value: Any, allowed: str) -> ExpandError:
+    return ExpandError(f"expand.{name}: got {value!r}; allowed: {allowed}")
+
+
+# -- the factor state -------------------------------------------------------------------------------
+def expandable(arch: Arch) -> bool:
+    """Whether ``arch`` has the six continuous expansion factors (an X3D-family document)."""
+    factors = arch.doc.get("factors")
+    return isinstance(factors, dict) and all(a in factors for a in AXES)
+
+
+def factor_bounds(arch: Arch) -> dict[str, tuple[float, float]]:
+    """Allowed range of each factor: the space's ranges when ``arch`` is a point of its declared space
+    (so every candidate stays a point of it), else the family schema's range."""
+    bounds = {axis: (0.01, 1000.0) for axis in AXES}
+    if arch.space:
+        from nas.registry import load_space
+
+        try:
+            space = load_space(arch.space)
+        except Exception:  # an architecture naming a space that is not shipped: schema bounds
+            return bounds
+        if space.contains(arch):
+            for axis in AXES:
+                choice = space.dims().get(f"factors/{axis}")
+                if choice is not None and choice.values is None:
+                    bounds[axis] = (float(choice.low), float(choice.high))
+    return bounds
+
+
+def _family_cost(doc: dict) -> Any:
+    from nas.families import family_of
+
+    return family_of(doc["family"]).cost(doc)
+
+
+def _clip(doc: dict) -> Any:
+    from nas.families import family_of
+
+    return family_of(doc["family"]).clip(doc)
+
+
+@dataclass(frozen=True)
+class Solution:
+    """One solved move along an axis: the variable's value, the document it gives and its cost."""
+
+    axis: str
+    value: float  # the axis variable: the factor itself, or the frames factor for the temporal axes
+    doc: dict
+    macs: int
+
+
+def _variable(axis: str) -> str:
+    """The factor bisection runs over: both temporal axes move the frame count."""
+    return "frames" if axis in ("frame_stride", "frames") else axis
+
+
+def _moved(doc: dict, axis: str, value: float, span: int, bounds: dict[str, tuple[float, float]]) -> dict:
+    """``doc`` with ``axis`` moved so that its variable equals ``value`` (other factors untouched)."""
+    new = json.loads(json.dumps(doc))
+    factors, base = new["factors"], new["base"]
+    if axis not in ("frame_stride", "frames"):
+        factors[axis] = value
+        return new
+    clip = _clip(doc)
+    frames_now = clip.frames
+    # a single frame has no duration: it stands for a clip of `span` source frames
+    stride_now = clip.frame_stride if frames_now > 1 else span
+    factors["frames"] = value
+    frames_new = _clip(new).frames
+    if axis == "frames":   # X-Temporal: same frame rate, longer clip
+        stride_new = stride_now
+    else:                  # X-Fast: same duration, higher frame rate
+        stride_new = max(1, int(math.floor(stride_now * frames_now / frames_new + 0.5)))
+    lo, hi = bounds["frame_stride"]
+    base_stride = base["frame_stride"]
+    stride_new = min(max(stride_new, math.ceil(lo * base_stride - 1e-9)), math.floor(hi * base_stride + 1e-9))
+    if frames_new == 1:  # a single frame: keep the stride it has
+        return new
+    factors["frame_stride"] = float(stride_new) / base_stride
+    return new
+
+
+def _first_true(pred: Callable[[float], bool], lo: float, hi: float) -> float:
+    """Smallest ``v`` in ``(lo, hi]`` with ``pred(v)``, to float precision (``pred`` monotone, ``pred(hi)``)."""
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if not lo < mid < hi:
+            break
+        if pred(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def _simplest_in(lo: float, hi: float, ok: Callable[[float], bool]) -> float:
+    """The value with the fewest decimals in ``[lo, hi)`` for which ``ok`` holds (``lo`` if none)."""
+    for digits in range(0, 13):
+        scale = 10.0 ** digits
+        value = round(math.ceil(lo * scale - 1e-9) / scale, digits)
+        if value < lo:
+            value = round(value + 1.0 / scale, digits)
+        if lo <= value < hi and ok(value):
+            return value
+    return lo
+
+
+def solve_axis(doc: dict, axis: str, target_macs: float, *, low: float, high: float, span: int = 32,
+               bounds: dict[str, tuple[float, float]] | None = None) -> Solution | None:
+    """Move ``axis`` of ``doc`` within ``[low, high]`` so the cost is the achievable one closest to
+    ``target_macs`` (closest in log ratio; the cost is a step function of the factor).
+
+    Args:
+        doc: the current architecture document.
+        axis: one of :data:`AXES`.
+        target_macs: the wanted multiply-adds.
+        low, high: the range of the axis variable (the factor; the frames factor for temporal axes).
+        span: source frames a single-frame clip stands for (see the module docstring).
+        bounds: factor ranges (for the stride the temporal axes set); default: the schema's.
+
+    Returns:
+        The solution, or ``None`` if ``low > high``.
+    """
+    bounds = bounds or {a: (0.01, 1000.0) for a in AXES}
+    if low > high:
+        return None
+
+    def macs_at(v: float) -> int:
+        return _family_cost(_moved(doc, axis, v, span, bounds)).macs
+
+    m_low, m_high = macs_at(low), macs_at(high)
+    if m_high <= target_macs:
+        levels = [m_high]
+    elif m_low >= target_macs:
+        levels = [m_low]
+    else:  # bracket the target: the first level >= target and the one just below it
+        t = _first_true(lambda v: macs_at(v) >= target_macs, low, high)
+        below = macs_at(max(low, t - max(abs(t), 1.0) * 1e-12))
+        levels = [m for m in (macs_at(t), below) if m > 0]
+    level = min(levels, key=lambda m: (abs(math.log(m / target_macs)), m))
+    # the interval of the variable that gives exactly this level
+    a = low if macs_at(low) >= level else _first_true(lambda v: macs_at(v) >= level, low, high)
+    b = high if macs_at(high) <= level else _first_true(lambda v: macs_at(v) > level, low, high)
+    if b == high and macs_at(high) == level:
+        b = math.nextafter(high, math.inf)
+    value = _simplest_in(a, b, lambda v: low <= v <= high and macs_at(v) == level)
+    new = _moved(doc, axis, value, span, bounds)
+    return Solution(axis=axis, value=value, doc=new, macs=_family_cost(new).macs)
+
+
+# -- candidates and their records -------------------------------------------------------------------
+@dataclass
+class Candidate:
+    """One architecture the driver built: the start, a step's candidate, the contraction or the final."""
+
+    step: int
+    role: str  # start | candidate | contraction | final
+    axis: str  # "" for the start
+    arch: Arch
+    macs: int
+    params: int
+    parent_macs: int = 0
+    wanted_macs: float = 0.0
+    result: TrialResult | None = None
+    score: float = float("nan")
+    chosen: bool = False
+    note: str = ""
+    file: str = ""
+
+    @property
+    def gflops(self) -> float:
+        """Multiply-adds x 1e-9 (see :data:`nas.cost.GFLOPS_NOTE`)."""
+        return self.macs / 1e9
+
+    @property
+    def top1(self) -> float:
+        """The proxy top-1 (NaN if not evaluated or failed)."""
+        return self.result.top1 if self.result is not None and self.result.status == "ok" else float("nan")
+
+    @property
+    def factors(self) -> dict[str, float]:
+        """The six factors of the architecture."""
+        return {a: float(self.arch.doc["factors"][a]) for a in AXES}
+
+    def tags(self) -> dict[str, Any]:
+        """What a recording evaluator copies into the results table."""
+        return {"driver": "expand", "step": self.step, "role": self.role, "axis": self.axis}
+
+
+def _candidate(step: int, role: str, axis: str, doc: dict, name: str, parent_macs: int = 0,
+               wanted: float = 0.0, note: str = "") -> Candidate:
+    doc = dict(doc)
+    doc["name"] = name
+    doc.pop("description", None)
+    arch = Arch.from_dict(doc)
+    cost = arch.cost()
+    return Candidate(step=step, role=role, axis=axis, arch=arch, macs=cost.macs, params=cost.params,
+                     parent_macs=parent_macs, wanted_macs=wanted, note=note)
+
+
+def build_candidates(current: Arch, step: int, rate: float, axes: Sequence[str] = AXES, *, span: int = 32,
+                     bounds: dict[str, tuple[float, float]] | None = None) -> tuple[list[Candidate], list[str]]:
+    """One candidate per axis whose cost is the achievable one closest to ``rate`` x the current cost.
+
+    Returns:
+        The candidates (in :data:`AXES` order) and notes on the axes that could not grow (range bound
+        reached, or the same architecture as an earlier axis's candidate).
+    """
+    bounds = bounds or factor_bounds(current)
+    doc = current.to_dict()
+    macs_now = current.cost().macs
+    wanted = rate * macs_now
+    out: list[Candidate] = []
+    skipped: list[str] = []
+    seen: dict[str, str] = {}
+    for axis in AXES:
+        if axis not in axes:
+            continue
+        var = _variable(axis)
+        low = float(doc["factors"][var])
+        high = bounds[var][1]
+        sol = solve_axis(doc, axis, wanted, low=low, high=high, span=span, bounds=bounds)
+        if sol is None or sol.macs < macs_now * rate ** MIN_RATE_POWER:
+            got = "nothing" if sol is None else f"x{sol.macs / macs_now:.2f}"
+            skipped.append(f"{axis}: exhausted (range {bounds[var][0]:g}..{bounds[var][1]:g}; best {got})")
+            continue
+        cand = _candidate(step, "candidate", axis, sol.doc, f"expand-s{step:02d}-{axis}", macs_now, wanted)
+        if cand.arch.hash in seen:
+            skipped.append(f"{axis}: same architecture as the {seen[cand.arch.hash]} candidate")
+            continue
+        seen[cand.arch.hash] = axis
+        out.append(cand)
+    return out, skipped
+
+
+def _score(criterion: str, cand: Candidate, parent_top1: float) -> float:
+    if cand.result is None or cand.result.status != "ok" or not math.isfinite(cand.top1):
+        return float("nan")
+    if criterion == "accuracy":
+        return cand.top1
+    gain = cand.top1 - parent_top1
+    if criterion == "gain-per-gflop":
+        return gain / ((cand.macs - cand.parent_macs) / 1e9)
+    return gain / math.log(cand.macs / cand.parent_macs)
+
+
+def contract(parent: Arch, chosen: Candidate, target_macs: float, step: int, tolerance: float, *,
+             axes: Sequence[str] = AXES, span: int = 32,
+             bounds: dict[str, tuple[float, float]] | None = None) -> list[Candidate]:
+    """Backward contraction: shrink the last step's axis (between the parent's and the chosen factor)
+    so the cost is the one closest to ``target_macs``.
+
+    If that axis's rounding cannot land within ``tolerance`` (say depth 1 -> 2 when only 1.5x is
+    wanted), a second, fine adjustment moves the allowed axis (within its whole range) that lands
+    closest to the target from the contracted architecture. Returns the contraction candidate and,
+    if needed, the adjustment candidate (the last one is the final architecture).
+    """
+    bounds = bounds or factor_bounds(parent)
+    var = _variable(chosen.axis)
+    doc = parent.to_dict()
+    low = float(doc["factors"][var])
+    high = float(chosen.arch.doc["factors"][var])
+    sol = solve_axis(doc, chosen.axis, target_macs, low=low, high=high, span=span, bounds=bounds)
+    assert sol is not None  # low <= high by construction (the step grew this axis)
+    out = [_candidate(step, "contraction", chosen.axis, sol.doc, f"expand-final-{chosen.axis}",
+                      parent.cost().macs, target_macs,
+                      note=f"{chosen.axis} {PAPER_SYMBOLS[chosen.axis]}: {var} factor "
+                           f"{high:g} -> {sol.value:g}")]
+    if abs(sol.macs / target_macs - 1) <= tolerance:
+        return out
+    best: Solution | None = None
+    for axis in AXES:
+        if axis not in axes:
+            continue
+        v = _variable(axis)
+        s = solve_axis(sol.doc, axis, target_macs, low=bounds[v][0], high=bounds[v][1], span=span, bounds=bounds)
+        if s is not None and (best is None or abs(math.log(s.macs / target_macs)) < abs(math.log(best.macs / target_macs))):
+            best = s
+    if best is not None and abs(math.log(best.macs / target_macs)) < abs(math.log(sol.macs / target_macs)):
+        before = float(sol.doc["factors"][_variable(best.axis)])
+        out.append(_candidate(step, "adjustment", best.axis, best.doc, f"expand-final-{best.axis}",
+                              sol.macs, target_macs,
+                              note=f"fine adjustment of {best.axis}: {_variable(best.axis)} factor "
+                                   f"{before:g} -> {best.value:g}"))
+    return out
+
+
+# -- the driver -------------------------------------------------------------------------------------
+@dataclass
+class ExpansionResult:
+    """Everything a run produced: every candidate (the trajectory) and the final architecture."""
+
+    start: Candidate
+    steps: list[list[Candidate]]
+    contraction: list[Candidate]
+    final: Candidate
+    target_gflops: float
+    rate: float
+    criterion: str
+    tolerance: float
+    skipped: dict[int, list[str]] = field(default_factory=dict)
+    stop_reason: str = ""
+
+    def rows(self) -> list[Candidate]:
+        """Every candidate in order: the start, each step's candidates, the contraction (the last of
+        which is then the final architecture)."""
+        return [self.start] + [c for step in self.steps for c in step] + list(self.contraction)
+
+    def path(self) -> list[Candidate]:
+        """The chosen path: the start, each accepted candidate, the contraction (if any)."""
+        return [self.start] + [c for step in self.steps for c in step if c.chosen] + list(self.contraction)
+
+    @property
+    def landed(self) -> bool:
+        """Whether the final cost is within the tolerance of the target."""
+        return abs(self.final.gflops / self.target_gflops - 1) <= self.tolerance
+
+
+def _evaluate(evaluator: Evaluator, cands: list[Candidate]) -> None:
+    results = evaluator.evaluate([c.arch for c in cands], tags=[c.tags() for c in cands])
+    if len(results) != len(cands):
+        raise ExpandError(f"evaluator returned {len(results)} results for {len(cands)} architectures")
+    for c, r in zip(cands, results):
+        c.result = r
+
+
+def check_settings(start: Arch, *, target_gflops: float, rate: float, axes: Sequence[str], criterion: str,
+                   tolerance: float, span: int, max_steps: int) -> None:
+    """Raise :class:`ExpandError` naming the field, the value and what is allowed."""
+    if not expandable(start):
+        raise _fail("from", start.name, "an architecture with the six X3D factors (family x3d, e.g. x2d, x3d-xs)")
+    if not axes:
+        raise _fail("axes", "", "a comma-separated subset of " + ",".join(AXES))
+    for axis in axes:
+        if axis not in AXES:
+            raise _fail("axes", axis, "a comma-separated subset of " + ",".join(AXES))
+    if criterion not in CRITERIA:
+        raise _fail("criterion", criterion, "one of " + ", ".join(CRITERIA))
+    if not (math.isfinite(rate) and 1.05 <= rate <= 16):
+        raise _fail("rate", rate, "a number in [1.05, 16] (cost multiplier per step)")
+    if not (0 < tolerance < 0.5):
+        raise _fail("tolerance", tolerance, "a number in (0, 0.5)")
+    if not 1 <= span <= 1000:
+        raise _fail("span", span, "an integer in [1, 1000] (source frames)")
+    if not 1 <= max_steps <= 100:
+        raise _fail("max_steps", max_steps, "an integer in [1, 100]")
+    start_g = start.cost().gflops
+    if not (math.isfinite(target_gflops) and target_gflops > start_g * (1 + tolerance)):
+        raise _fail("target_gflops", target_gflops,
+                    f"a number above the start's cost, {start_g:.4f} GFLOPs ({start.name}) x (1 + tolerance)")
+
+
+def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: float = 2.0,
+           axes: Sequence[str] = AXES, criterion: str = "gain-per-log-cost", tolerance: float = 0.03,
+           span: int = 32, max_steps: int = 20, log: Callable[[str], None] = print) -> ExpansionResult:
+    """Run forward expansion from ``start`` up to ``target_gflops``, then backward contraction.
+
+    Args:
+        start: the architecture to expand (``x2d`` or any point of an expandable space).
+        evaluator: scores each batch (one forward step = one batch); it may cache and record.
+        target_gflops: the cost to land on (GFLOPs = multiply-adds x 1e-9).
+        rate: cost multiplier each forward step aims for (X3D: 2).
+        axes: the axes candidates are built on.
+        criterion: one of :data:`CRITERIA` (module docstring).
+        tolerance: the final cost must be within this fraction of the target.
+        span: source frames a single-frame clip stands for (X-Fast / X-Temporal from X2D).
+        max_steps: give up expanding after this many steps.
+        log: where progress lines go.
+
+    Returns:
+        The trajectory and the final architecture (evaluated).
+
+    Raises:
+        ExpandError: a bad setting, or every candidate of a step failed, or no axis can grow.
+    """
+    check_settings(start, target_gflops=target_gflops, rate=rate, axes=axes, criterion=criterion,
+                   tolerance=tolerance, span=span, max_steps=max_steps)
+    bounds = factor_bounds(start)
+    target_macs = target_gflops * 1e9
+    start_c = _candidate(0, "start", "", start.to_dict(), start.name)
+    start_c.chosen = True
+    planned = max(1, math.ceil(math.log(target_macs / start_c.macs) / math.log(rate) - 1e-9))
+    log(f"expand: {start.name} ({start_c.gflops:.4f} GFLOPs) -> {target_gflops:g} GFLOPs at x{rate:g} per step: "
+        f"about {planned} steps x {len(axes)} candidates; criterion {criterion}")
+    log(f"step 0: evaluating the start {start.name}")
+    _evaluate(evaluator, [start_c])
+    if start_c.top1 != start_c.top1:
+        raise ExpandError(f"the start architecture {start.name} failed to evaluate: "
+                          f"{start_c.result.reason if start_c.result else 'no result'}")
+    current = start_c
+    steps: list[list[Candidate]] = []
+    skipped: dict[int, list[str]] = {}
+    stop_reason = ""
+    for step in range(1, max_steps + 1):
+        if current.macs >= target_macs * (1 - tolerance):
+            break
+        cands, skip = build_candidates(current.arch, step, rate, axes, span=span, bounds=bounds)
+        if skip:
+            skipped[step] = skip
+        if not cands:
+            stop_reason = f"step {step}: no axis can grow further ({'; '.join(skip)})"
+            log(stop_reason)
+            break
+        log(f"step {step}/~{planned}: {len(cands)} candidates at ~{rate * current.gflops:.4f} GFLOPs "
+            f"({', '.join(c.axis for c in cands)})")
+        _evaluate(evaluator, cands)
+        for c in cands:
+            c.score = _score(criterion, c, current.top1)
+        ok = [c for c in cands if c.score == c.score]
+        if not ok:
+            raise ExpandError(f"step {step}: every candidate failed: "
+                              + "; ".join(f"{c.axis}: {c.result.reason if c.result else 'no result'}" for c in cands))
+        best = max(ok, key=lambda c: (c.score, -AXES.index(c.axis)))
+        best.chosen = True
+        steps.append(cands)
+        for c in cands:
+            mark = "*" if c.chosen else " "
+            log(f"  {mark} {c.axis:<12} {c.gflops:9.4f} GFLOPs (x{c.macs / c.parent_macs:.3f})  "
+                f"top-1 {c.top1:6.2f}  {criterion} {c.score:8.3f}")
+        current = best
+    else:
+        if current.macs < target_macs * (1 - tolerance):
+            stop_reason = f"stopped after max_steps={max_steps} below the target"
+            log(stop_reason)
+
+    contraction: list[Candidate] = []
+    final = current
+    if current.macs > target_macs * (1 + tolerance) and steps:
+        parent = ([c for c in steps[-2] if c.chosen][0] if len(steps) > 1 else start_c)
+        contraction = contract(parent.arch, current, target_macs, len(steps), tolerance, axes=axes, span=span,
+                               bounds=bounds)
+        final = contraction[-1]
+        for c in contraction:
+            log(f"contraction: {c.note}: {c.gflops:.4f} GFLOPs")
+        _evaluate(evaluator, [final])
+        final.chosen = True
+        for c in contraction:
+            c.chosen = True
+    result = ExpansionResult(start=start_c, steps=steps, contraction=contraction, final=final,
+                             target_gflops=target_gflops, rate=rate, criterion=criterion, tolerance=tolerance,
+                             skipped=skipped, stop_reason=stop_reason)
+    return result
+
+
+def replay(start: Arch, path: Sequence[dict[str, float]]) -> list[Arch]:
+    """The architectures a fixed path of factor settings gives (each dict updates some factors).
+
+    Used to replay a published path (X3D Figure 2) through the same documents the driver writes.
+    """
+    doc = start.to_dict()
+    out = []
+    for i, change in enumerate(path, 1):
+        for axis, value in change.items():
+            if axis not in AXES:
+                raise _fail("path", axis, ", ".join(AXES))
+            doc["factors"][axis] = value
+        doc = dict(doc, name=f"replay-{i:02d}")
+        out.append(Arch.from_dict(json.loads(json.dumps(doc))))
+    return out
+
+
+# -- outputs ----------------------------------------------------------------------------------------
+TRAJECTORY_COLUMNS = ["step", "role", "axis", "chosen", *AXES, "frames_x_stride", "crop", "gflops", "params",
+                      "ratio", "top1", "score", "status", "arch_hash", "arch_file", "note"]
+
+
+def _row(c: Candidate) -> dict[str, Any]:
+    clip = c.arch.clip
+    r = c.result
+    return {
+        "step": c.step, "role": c.role, "axis": c.axis, "chosen": int(c.chosen),
+        **{a: f"{v:g}" for a, v in c.factors.items()},
+        "frames_x_stride": f"{clip.frames}x{clip.frame_stride}", "crop": clip.crop,
+        "gflops": f"{c.gflops:.6f}", "params": c.params,
+        "ratio": f"{c.macs / c.parent_macs:.4f}" if c.parent_macs else "",
+        "top1": f"{c.top1:.3f}" if c.top1 == c.top1 else "",
+        "score": f"{c.score:.4f}" if c.score == c.score else "",
+        "status": r.status if r is not None else "not evaluated",
+        "arch_hash": c.arch.hash, "arch_file": c.file,
+        "note": c.note or (r.reason if r is not None and r.status != "ok" else ""),
+    }
+
+
+def write_outputs(result: ExpansionResult, out_dir: Path, *,
+                  save_arch: Callable[[Arch, str], Path] | None = None) -> dict[str, Path]:
+    """Write the trajectory CSV, the frozen documents of the path and a JSON summary under ``out_dir``.
+
+    Args:
+        result: what :func:`expand` returned.
+        out_dir: the run directory.
+        save_arch: how to save a document under a name (a run's ``save_arch``); default
+            ``out_dir/archs/<name>.yaml``.
+
+    Returns:
+        The paths written, by kind (``trajectory``, ``summary``, ``final``, ``step-NN``).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    def _save(arch: Arch, name: str) -> Path:
+        if save_arch is not None:
+            return Path(save_arch(arch, name))
+        return arch.save(out_dir / "archs" / f"{name}.yaml")
+
+    paths: dict[str, Path] = {}
+    for c in result.path():
+        key = f"step-{c.step:02d}" if c.role in ("start", "candidate") else c.role
+        name = f"expand-{key}-{c.axis or 'start'}"
+        c.file = str(_save(c.arch.renamed(name), name).relative_to(out_dir) if save_arch is None
+                      else _save(c.arch.renamed(name), name))
+        paths[key] = Path(c.file)
+    final_arch = result.final.arch.renamed("expand-final", f"xnas expand: {result.final.gflops:.4f} GFLOPs")
+    result.final.file = str(_save(final_arch, "expand-final"))
+    paths["final"] = Path(result.final.file)
+    traj = out_dir / "trajectory.csv"
+    with traj.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=TRAJECTORY_COLUMNS)
+        writer.writeheader()
+        for c in result.rows():
+            writer.writerow(_row(c))
+    paths["trajectory"] = traj
+    summary = out_dir / "expand.json"
+    summary.write_text(json.dumps(summary_dict(result), indent=2))
+    paths["summary"] = summary
+    return paths
+
+
+def summary_dict(result: ExpansionResult) -> dict[str, Any]:
+    """The run's outcome as plain data (written to ``expand.json``)."""
+    f = result.final
+    return {
+        "target_gflops": result.target_gflops, "rate": result.rate, "criterion": result.criterion,
+        "tolerance": result.tolerance, "landed": result.landed, "stop_reason": result.stop_reason,
+        "path": [{"step": c.step, "role": c.role, "axis": c.axis, "gflops": c.gflops, "params": c.params,
+                  "top1": c.top1 if c.top1 == c.top1 else None, "factors": c.factors, "note": c.note}
+                 for c in result.path()],
+        "final": {"gflops": f.gflops, "params": f.params, "top1": f.top1 if f.top1 == f.top1 else None,
+                  "factors": f.factors, "clip": {"frames": f.arch.clip.frames, "frame_stride": f.arch.clip.frame_stride,
+                                                 "crop": f.arch.clip.crop},
+                  "error_vs_target": f.gflops / result.target_gflops - 1, "file": f.file, "hash": f.arch.hash},
+        "contraction": [c.note for c in result.contraction],
+        "trials": sum(1 for c in result.rows() if c.result is not None),
+        "gflops_convention": GFLOPS_NOTE,
+    }
+
+
+def summary_text(result: ExpansionResult, paths: dict[str, Path] | None = None) -> str:
+    """The human summary printed at the end of ``xnas expand``."""
+    f = result.final
+    clip = f.arch.clip
+    lines = ["", "expansion path:"]
+    for c in result.path():
+        label = "start" if c.role == "start" else (c.role if c.role != "candidate" else f"step {c.step}")
+        axis = f"{c.axis} {PAPER_SYMBOLS.get(c.axis, '')}".strip() or c.arch.name
+        top1 = f"{c.top1:6.2f} %" if c.top1 == c.top1 else "   -   "
+        lines.append(f"  {label:<12} {axis:<26} {c.gflops:9.4f} GFLOPs  {c.params:>11,} params  top-1 {top1}")
+    if result.contraction:
+        lines.append("contraction: " + "; ".join(c.note for c in result.contraction))
+    factors = ", ".join(f"{a} {v:g}" for a, v in f.factors.items())
+    lines += [
+        f"final: {f.gflops:.4f} GFLOPs ({100 * (f.gflops / result.target_gflops - 1):+.1f} % vs target "
+        f"{result.target_gflops:g}; {'within' if result.landed else 'NOT within'} ±{100 * result.tolerance:g} %), "
+        f"{f.params:,} params, proxy top-1 {f.top1:.2f} %",
+        f"  factors: {factors}",
+        f"  clip: {clip.frames} frames x stride {clip.frame_stride}, {clip.crop}²",
+    ]
+    if result.stop_reason:
+        lines.append(f"  note: {result.stop_reason}")
+    if paths:
+        for key in ("trajectory", "final", "summary", "tradeoff_plot", "pareto_plot"):
+            if key in paths:
+                lines.append(f"  {key:<14} {paths[key]}")
+    lines.append(f"  ({GFLOPS_NOTE}; full-size architecture cost, whatever size the proxy trained at)")
+    return "\n".join(lines)
