@@ -16,6 +16,7 @@ from torch import nn
 __all__ = [
     "same_padding", "Conv3dSame", "AvgPool3dSame", "Swish", "SqueezeExcite3d",
     "make_activation", "make_gate", "init_conv_bn_",
+    "CausalConv3d", "causal_frame_mean", "positional_encoding",
 ]
 
 Triple = tuple[int, int, int]
@@ -185,3 +186,80 @@ def init_conv_bn_(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm3d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+class CausalConv3d(nn.Conv3d):
+    """``nn.Conv3d`` that is causal in time and TF 'same' in space (official ``padding='causal'``).
+
+    Its input is ``concat(buffer, x)`` along time, where ``buffer`` holds the ``k_t - 1`` frames before
+    ``x`` (zeros at the start of a video, so a whole clip is exactly zero left-padding by ``k_t - 1``);
+    the conv then runs 'valid' in time and returns as many frames as ``x`` has. The new buffer is the
+    last ``k_t - 1`` frames of the concatenation, so a chunk shorter than the buffer keeps the old tail.
+
+    Args:
+        in_channels: input channels.
+        out_channels: output channels.
+        kernel_size: (T, H, W) kernel or one int.
+        stride: (T, H, W) stride or one int; the temporal stride must be 1 (a stream buffer needs it).
+        groups: channel groups (``in_channels`` for depthwise).
+        bias: whether the conv has a bias.
+
+    Raises:
+        ValueError: for a temporal stride other than 1.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
+                 stride: int | Sequence[int] = 1, groups: int = 1, bias: bool = False) -> None:
+        kernel, strides = _triple(kernel_size), _triple(stride)
+        if strides[0] != 1:
+            raise ValueError(f"stride: got {strides}; allowed: temporal stride 1 for a causal (streamed) conv")
+        spatial_kernel, spatial_stride = (1, *kernel[1:]), (1, *strides[1:])
+        self.static_padding = _is_static(spatial_kernel, spatial_stride)  # type: ignore[arg-type]
+        padding = (0, kernel[1] // 2, kernel[2] // 2) if self.static_padding else (0, 0, 0)
+        super().__init__(in_channels, out_channels, kernel, strides, padding=padding, groups=groups, bias=bias)
+        self.buffer_frames = kernel[0] - 1
+
+    def forward(self, x: torch.Tensor, buffer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        """Convolve ``x`` (B, C, T, H, W) after its ``buffer`` (B, C, k_t - 1, H, W).
+
+        Returns:
+            ``(y, new_buffer)``: y has T frames; new_buffer the last k_t - 1 frames of concat(buffer, x).
+        """
+        full = torch.cat([buffer, x], dim=2) if self.buffer_frames else x
+        new_buffer = full[:, :, full.shape[2] - self.buffer_frames:]
+        if not self.static_padding:
+            pad = same_padding((1, *full.shape[-2:]), (1, *self.kernel_size[1:]), (1, *self.stride[1:]))
+            if any(pad):
+                full = F.pad(full, pad)
+        return super().forward(full), new_buffer
+
+
+def causal_frame_mean(frames: torch.Tensor, running_sum: torch.Tensor,
+                      seen: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cumulative global average pooling (official CGAP): the running mean over all frames so far.
+
+    Args:
+        frames: per-frame features (B, C, T) (already averaged over space).
+        running_sum: (B, C) sum of the per-frame features of every earlier frame (zeros at the start).
+        seen: int64 tensor of shape (1,): the number of earlier frames.
+
+    Returns:
+        ``(means, new_running_sum)``: ``means[..., t]`` is the mean of frames ``0 .. seen + t``; frames
+        1, 2, 3, 4 give 1, 1.5, 2, 2.5 however they are chunked.
+    """
+    sums = torch.cumsum(frames, dim=2) + running_sum.unsqueeze(2)
+    count = seen + torch.arange(1, frames.shape[2] + 1, device=frames.device)
+    return sums / count.to(frames.dtype), sums[:, :, -1]
+
+
+def positional_encoding(positions: torch.Tensor, channels: int) -> torch.Tensor:
+    """The official MoViNet positional encoding: (T,) positions -> (T, channels).
+
+    ``angle_i = 1 / 10000^(2 floor(i/2) / C)``; the encoding is the sin block of the even angles
+    followed by the cos block of the odd ones (concatenated, not interleaved).
+    """
+    idx = torch.arange(channels, device=positions.device)
+    power = (2 * torch.div(idx, 2, rounding_mode="floor")).to(positions.dtype) / channels
+    radians = positions.unsqueeze(1) * torch.pow(torch.tensor(10_000.0, dtype=positions.dtype,
+                                                              device=positions.device), -power)
+    return torch.cat([torch.sin(radians[:, 0::2]), torch.cos(radians[:, 1::2])], dim=1)

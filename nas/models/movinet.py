@@ -141,6 +141,12 @@ def build_movinet(net: MovinetNet) -> nn.Module:
         net: the resolved description (:func:`nas.families.movinet.resolve`).
 
     Returns:
-        The model; input (B, 3, T, H, W), output (B, classes) logits.
+        The model; input (B, 3, T, H, W), output (B, classes) logits. Architectures with a stream
+        option (causal, (2+1)D, 2plus3d SE, positional encoding) get
+        :class:`nas.models.streaming.MovinetStream`, which adds ``init_state`` and ``step``.
     """
+    if not net.is_base:
+        from nas.models.streaming import MovinetStream  # imports this module; built lazily
+
+        return MovinetStream(net)
     return Movinet(net)
