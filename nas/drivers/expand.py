@@ -66,12 +66,16 @@ MIN_RATE_POWER = 0.5
 
 
 class ExpandError(ValueError):
-    """A bad driver setting (message: ``expand.FIELD: got VALUE; allowed: WHAT``) or a search that
-    cannot go on (every candidate of a step failed, no axis can grow)."""
+    """A bad driver setting (message ``expand.FIELD: got VALUE; allowed: WHAT``; ``field`` names it) or
+    a search that cannot go on (every candidate of a step failed; ``field`` is ``None``)."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def _fail(name: str, value: Any, allowed: str) -> ExpandError:
-    return ExpandError(f"expand.{name}: got {value!r}; allowed: {allowed}")
+    return ExpandError(f"expand.{name}: got {value!r}; allowed: {allowed}", field=name)
 
 
 # -- the factor state -------------------------------------------------------------------------------

@@ -1,0 +1,138 @@
+"""``xnas expand``: X3D progressive expansion to a target cost, then backward contraction.
+
+    xnas expand --target-gflops 4                 # the embedded default: synthetic data, local Ray
+    xnas expand --target-gflops 0.6 --axes frames,spatial,depth --criterion accuracy
+    xnas expand --target-gflops 4 --resume        # continue a run (finished trials are not redone)
+
+The driver is :mod:`nas.drivers.expand`; the run directory, the Ray / in-process dispatch, the proxy
+options and the results table come from the shared run options (:mod:`nas.commands._run_options`).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from nas.errors import UsageError
+from nas.proxy import Proxy
+
+__all__ = ["register", "cmd_expand", "DEFAULT_PROXY"]
+
+# The embedded default proxy: sized so that `xnas expand --target-gflops 4` (about 8 steps x 6
+# candidates + 2 trials) runs in <= 20 min on 2 CPU cores with 2 Ray trials at a time. Candidates train
+# at DEFAULT_PROXY.size_scale of their crop (the GFLOPs reported are always the full-size ones).
+# How it was chosen and what it measured: experiments/expand_default/README.md.
+DEFAULT_PROXY = Proxy(steps=60, batch_size=8, size_scale=0.25, train_clips=256, val_clips=128,
+                      task="shape_direction", warmup_steps=12, checkpoint_every=0)
+
+
+def _number(name: str):
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number for {name}, got {text!r}") from None
+    return parse
+
+
+def _int(name: str):
+    def parse(text: str) -> int:
+        try:
+            return int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer for {name}, got {text!r}") from None
+    return parse
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``expand`` subcommand."""
+    from nas.commands._run_options import add_run_arguments
+    from nas.drivers.expand import AXES, CRITERIA
+
+    p = subparsers.add_parser(
+        "expand", help="X3D progressive expansion to a target GFLOPs (the headline command)",
+        description="Expand an architecture one axis at a time (one candidate per axis at ~RATE x the cost, "
+                    "all trained with the same proxy, keep the best trade-off) until the target, then contract "
+                    "the last step to land within the tolerance of --target-gflops. GFLOPs = multiply-adds of "
+                    "conv and linear layers x 1e-9, of the full-size architecture.")
+    g = p.add_argument_group("expansion")
+    g.add_argument("--target-gflops", type=_number("--target-gflops"), required=True,
+                   help="the cost to land on (GFLOPs = multiply-adds x 1e-9)")
+    g.add_argument("--from", dest="start", default="x2d", metavar="ARCH",
+                   help="start architecture: a reference name or a document of an expandable space (default x2d)")
+    g.add_argument("--axes", default=",".join(AXES),
+                   help="comma-separated axes to expand (default all: " + ",".join(AXES) + ")")
+    g.add_argument("--rate", type=_number("--rate"), default=2.0, help="cost multiplier per step (default 2.0)")
+    g.add_argument("--criterion", default="gain-per-log-cost",
+                   help="trade-off a step keeps: " + ", ".join(CRITERIA) + " (default gain-per-log-cost, as X3D)")
+    g.add_argument("--tolerance", type=_number("--tolerance"), default=0.03,
+                   help="the final cost must be within this fraction of the target (default 0.03)")
+    g.add_argument("--span", type=_int("--span"), default=32,
+                   help="source frames a single-frame start clip stands for (X-Fast / X-Temporal from X2D; default 32)")
+    g.add_argument("--max-steps", type=_int("--max-steps"), default=20, help="most forward steps (default 20)")
+    add_run_arguments(p, proxy=DEFAULT_PROXY, formula="x3d-factors")
+    p.set_defaults(func=cmd_expand)
+
+
+def _start_arch(ref: str):
+    from nas.errors import DSLError
+    from nas.registry import load_arch
+
+    try:
+        return load_arch(ref)
+    except (DSLError, FileNotFoundError, OSError) as err:
+        raise UsageError(f"--from: {err}") from None
+
+
+def cmd_expand(args: argparse.Namespace) -> int:
+    """Run the expansion; print the summary; return 0 (1 if the final cost missed the tolerance)."""
+    from nas.commands._run_options import open_run
+    from nas.drivers.expand import ExpandError, check_settings, expand, summary_text, write_outputs
+
+    start = _start_arch(args.start)
+    axes = tuple(a.strip() for a in args.axes.split(",") if a.strip())
+    settings = dict(target_gflops=args.target_gflops, rate=args.rate, axes=axes, criterion=args.criterion,
+                    tolerance=args.tolerance, span=args.span, max_steps=args.max_steps)
+    try:
+        check_settings(start, **settings)
+    except ExpandError as err:  # name the flag, not the driver field
+        flag = "--" + (err.field or "").replace("_", "-")
+        raise UsageError(str(err).replace(f"expand.{err.field}", flag, 1)) from None
+    config = {"start": start.hash, "start_name": start.name, **{k: (list(v) if isinstance(v, tuple) else v)
+                                                               for k, v in settings.items()}}
+    run, evaluator = open_run(args, driver="expand", config=config)
+    t0 = time.perf_counter()
+    try:
+        try:
+            result = expand(start, evaluator, log=run.log, **settings)
+        except ExpandError as err:
+            raise UsageError(str(err)) from None
+        paths = write_outputs(result, run.dir, save_arch=lambda arch, name: run.save_arch(arch, name))
+        paths.update(_plots(result, run))
+    finally:
+        run.close()
+    wall = time.perf_counter() - t0
+    print(summary_text(result, paths))
+    print(f"  run dir        {run.dir}  ({sum(1 for c in result.rows() if c.result is not None)} candidates, "
+          f"{wall:.0f} s this invocation)")
+    run.log(f"expand finished in {wall:.0f} s: final {result.final.gflops:.4f} GFLOPs, top-1 {result.final.top1:.2f}")
+    return 0 if result.landed else 1
+
+
+def _plots(result: Any, run: Any) -> dict[str, Any]:
+    """The trade-off plot (always) and the Pareto plot (when :mod:`nas.plots` is available)."""
+    from nas.drivers.expand_plots import tradeoff_plot
+
+    paths = {"tradeoff_plot": tradeoff_plot(result, run.plots_dir / "expansion.png")}
+    try:
+        from nas.plots import pareto_plot
+    except ImportError:
+        print("note: nas.plots is not available; no Pareto plot written", file=sys.stderr)
+        return paths
+    from nas.registry import load_arch
+
+    baselines = [load_arch(n) for n in ("x3d-xs", "x3d-s", "x3d-m")]
+    paths["pareto_plot"] = pareto_plot(run.results(), run.plots_dir / "pareto.png", baselines=baselines,
+                                       title="xnas expand: every evaluated candidate")
+    return paths
