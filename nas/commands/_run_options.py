@@ -1,0 +1,228 @@
+"""Command-line options every search command shares (``xnas sample``, ``xnas expand``, ``xnas search``):
+where the run lives, where trials run (Ray or in-process), what scores them (the proxy trainer or a
+named formula) and the proxy budget.
+
+A driver calls :func:`add_run_arguments` on its parser with the proxy budget it wants by default, then
+:func:`open_run` in its command function to get the run and a caching, recording evaluator.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from nas.errors import UsageError
+from nas.proxy import Proxy, TrialResult
+
+if TYPE_CHECKING:
+    from nas.dsl.arch import Arch
+    from nas.evaluator import Evaluator, Tags
+    from nas.runs import RecordingEvaluator, Run
+
+__all__ = ["add_run_arguments", "open_run", "proxy_from_args", "run_settings", "InProcessProxyEvaluator"]
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
+    return value
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula: str = "saturating") -> None:
+    """Add the shared run options to ``parser``.
+
+    ``--name --resume --runs-dir --storage --address --cpus-per-trial --gpus-per-trial --max-failures
+    --scheduler {none,asha} --executor {ray,local} --evaluator {proxy,formula} --formula --data --seed
+    --steps --batch-size --size-scale --task --lr --train-clips --val-clips``, and the hidden
+    fault-injection switch ``--fail-after-trials N`` (the process exits abruptly after N newly finished
+    trials; tests use it to test ``--resume``).
+
+    Args:
+        parser: the subcommand's parser.
+        proxy: the proxy budget this driver uses by default (``--steps`` etc. override its fields).
+        formula: the default ``--formula`` name for ``--evaluator formula``.
+    """
+    g = parser.add_argument_group("run directory")
+    g.add_argument("--name", help="run name: the folder runs/<name>/ (default: <driver>-<hash of the config>); "
+                   "an existing name continues that run")
+    g.add_argument("--resume", action="store_true",
+                   help="continue an existing run (finished trials are not redone; error if there is none)")
+    g.add_argument("--runs-dir", default="runs", help="where run folders live (default: runs)")
+    g.add_argument("--storage", help="Optuna storage as an SQLAlchemy URL (default: sqlite:///runs/<name>/study.db; "
+                   "e.g. postgresql://user:pass@host/db)")
+    g = parser.add_argument_group("where trials run")
+    g.add_argument("--executor", choices=("ray", "local"), default="ray",
+                   help="ray: Ray Tune trials (default); local: in this process, one after another")
+    g.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: start a local "
+                   "Ray sized to this machine)")
+    g.add_argument("--cpus-per-trial", type=_non_negative_float, default=1.0, help="CPUs each Ray trial reserves (default 1)")
+    g.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0, help="GPUs each Ray trial reserves (default 0)")
+    g.add_argument("--max-failures", type=_non_negative_int, default=1,
+                   help="retries of a Ray trial that crashed (default 1)")
+    g.add_argument("--scheduler", choices=("none", "asha"), default="none",
+                   help="asha: stop weak trials early on their intermediate training loss (Ray only)")
+    g.add_argument("--no-progress", dest="progress", action="store_false", help="no progress line")
+    g.add_argument("--fail-after-trials", type=_positive_int, help=argparse.SUPPRESS)
+    g = parser.add_argument_group("what scores a candidate")
+    g.add_argument("--evaluator", choices=("proxy", "formula"), default="proxy",
+                   help="proxy: train with the proxy budget (default); formula: a named formula, no training")
+    g.add_argument("--formula", default=formula, help=f"the formula of --evaluator formula (default {formula})")
+    g.add_argument("--data", default="synthetic", help="'synthetic' (default) or a path to videos")
+    g.add_argument("--seed", type=int, default=0, help="trial seed (same architecture + proxy + seed = same result)")
+    g = parser.add_argument_group(f"proxy budget (defaults: {proxy.steps} steps, batch {proxy.batch_size}, "
+                                  f"size-scale {proxy.size_scale}, task {proxy.task})")
+    g.add_argument("--steps", type=_positive_int, help="optimiser steps per candidate")
+    g.add_argument("--batch-size", type=_positive_int, help="clips per step")
+    g.add_argument("--size-scale", type=_fraction, help="train at this fraction of each candidate's crop")
+    g.add_argument("--task", help="synthetic task: mixed, event_order, chiral_motion, shape_direction")
+    g.add_argument("--lr", type=float, help="peak learning rate")
+    g.add_argument("--train-clips", type=_positive_int, help="synthetic training clips")
+    g.add_argument("--val-clips", type=_positive_int, help="synthetic validation clips")
+    parser.set_defaults(_default_proxy=proxy.to_dict())
+
+
+def proxy_from_args(args: argparse.Namespace, default: Proxy) -> Proxy:
+    """``default`` with the fields given on the command line replaced (``UsageError`` if invalid)."""
+    overrides = {field: getattr(args, field, None) for field in
+                 ("steps", "batch_size", "size_scale", "task", "lr", "train_clips", "val_clips")}
+    raw = {**default.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
+    # a proxy shorter than its warm-up / checkpoint interval would never warm up fully: scale them down
+    raw["warmup_steps"] = min(raw["warmup_steps"], max(0, raw["steps"] // 5))
+    try:
+        return Proxy.from_dict(raw)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+
+
+def run_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The run-level settings that go into ``config.json`` next to the driver's own config."""
+    proxy = proxy_from_args(args, Proxy.from_dict(args._default_proxy))
+    data = args.data if args.data == "synthetic" else str(Path(args.data).resolve())
+    formula = args.evaluator == "formula"
+    return {
+        "evaluator": f"formula:{args.formula}" if formula else "proxy",
+        "proxy": None if formula else proxy.to_dict(),
+        "data": None if formula else data,
+        "seed": args.seed,
+        "scheduler": args.scheduler,
+        "executor": args.executor,
+        "address": args.address,
+        "cpus_per_trial": args.cpus_per_trial,
+        "gpus_per_trial": args.gpus_per_trial,
+        "max_failures": args.max_failures,
+    }
+
+
+class InProcessProxyEvaluator:
+    """The proxy trainer in this process, with mid-trial checkpoints in the run directory (a killed run
+    resumes an interrupted trial from its last checkpoint) and results reported as each finishes."""
+
+    def __init__(self, data: str, proxy: Proxy, seed: int, checkpoint_dir: Path) -> None:
+        self.data, self.proxy, self.seed = data, proxy, seed
+        self.checkpoint_dir = checkpoint_dir
+        self.cache_key = f"proxy:{proxy.hash}:data={data}:seed={seed}"
+        self.on_result = None
+
+    def evaluate(self, archs: Sequence["Arch"], tags: Sequence["Tags"] | None = None) -> list[TrialResult]:
+        """Train and evaluate each architecture, one after another."""
+        from nas.train import evaluate
+
+        results = []
+        for j, arch in enumerate(archs):
+            ckpt = self.checkpoint_dir / f"{arch.hash}-{self.proxy.hash}-{self.seed}.pt"
+            ckpt.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                result = evaluate(arch, self.data, self.proxy, seed=self.seed, checkpoint=ckpt)
+            except Exception as err:  # a crashing candidate is a failed trial; the run goes on
+                cost = arch.cost()
+                result = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="failed",
+                                     reason=f"{type(err).__name__}: {err}", gflops=cost.gflops,
+                                     params=cost.params, seed=self.seed, proxy_hash=self.proxy.hash)
+            results.append(result)
+            if self.on_result is not None:
+                self.on_result(j, result)
+            ckpt.unlink(missing_ok=True)  # recorded: the checkpoint is no longer needed
+        return results
+
+
+def open_run(args: argparse.Namespace, *, driver: str, config: dict) -> "tuple[Run, RecordingEvaluator]":
+    """Open (or resume) the run and return it with a caching, recording evaluator.
+
+    The evaluator dispatches through Ray (``--executor ray``, the default) or in-process
+    (``--executor local``), with the proxy trainer (``--evaluator proxy``) or a named formula
+    (``--evaluator formula``). Call ``run.close()`` at the end (it shuts down a Ray session it started).
+    """
+    from nas.runs import Run
+
+    settings = run_settings(args)
+    full = {**config, **settings}
+    run = Run.open(args.name, driver=driver, config=full, root=args.runs_dir, resume=args.resume,
+                   storage=args.storage)
+    run.fail_after_trials = args.fail_after_trials
+    proxy = proxy_from_args(args, Proxy.from_dict(args._default_proxy))
+    inner: "Evaluator"
+    if args.executor == "local":
+        if args.scheduler != "none":
+            raise UsageError(f"--scheduler: got {args.scheduler!r} with --executor local; allowed: none "
+                             "(early stopping needs --executor ray)")
+        if args.evaluator == "formula":
+            from nas.evaluator import FormulaEvaluator
+            from nas.formulas import get_formula
+
+            try:
+                inner = FormulaEvaluator(get_formula(args.formula), args.formula)
+            except ValueError as err:
+                raise UsageError(str(err).replace("evaluator.formula", "--formula")) from None
+        else:
+            inner = InProcessProxyEvaluator(settings["data"], proxy, args.seed, run.dir / "checkpoints")
+    else:
+        from nas.integrations.ray_tune import RayEvaluator
+
+        spec = {"kind": "formula", "name": args.formula} if args.evaluator == "formula" else None
+        if spec is not None:
+            from nas.formulas import get_formula
+
+            try:
+                get_formula(args.formula)
+            except ValueError as err:
+                raise UsageError(str(err).replace("evaluator.formula", "--formula")) from None
+        inner = RayEvaluator(settings["data"] or "synthetic", proxy, args.seed, address=args.address,
+                             cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
+                             max_failures=args.max_failures, scheduler=args.scheduler,
+                             log_dir=run.dir / "ray", progress=args.progress, evaluator_spec=spec)
+        run.on_close(inner.shutdown)
+    return run, run.evaluator(inner)

@@ -1,0 +1,266 @@
+"""Optuna studies: every evaluated architecture is an Optuna trial in a real database.
+
+This is the only module that imports optuna. A :class:`Study` lives in the run directory's SQLite
+file ``study.db`` by default, or in any SQLAlchemy URL (``--storage postgresql://...``). Only the
+driver process writes it: Ray trials return plain results to the driver, which records them here,
+so there is no SQLite write contention from workers.
+
+* params: the DSL sample of the architecture (``Space.sample_of``) with distributions built from
+  ``Space.dims()`` -- continuous factors are ``FloatDistribution`` (log where the DSL says so),
+  everything else ``CategoricalDistribution``; list-valued choices (strides) are stored as JSON text;
+* user attributes: ``hash``, ``gflops``, ``params``, ``status``, ``reason``, ``name``,
+  ``arch_path`` and the driver's tags;
+* values: the study's objectives, named in the run config (``top1``; ``top1, gflops`` for NSGA-II;
+  ``reward`` = the TuNAS-style absolute reward when a GFLOPs target is given).
+
+Samplers (``xnas sample``) ask for a batch of trials over the **static** dimension set of a space, so
+multivariate TPE never falls back to independent sampling. Each batch gets a freshly seeded sampler
+(seed, batch index): what it proposes depends only on the study's content, never on the process's
+history, which is what makes a resumed run end with the same trials as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+import optuna
+from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
+from optuna.trial import TrialState
+
+from nas.dsl.choice import Choice
+
+if TYPE_CHECKING:
+    from nas.dsl.arch import Arch
+    from nas.dsl.space import Space
+    from nas.proxy import TrialResult
+
+__all__ = ["Study", "OBJECTIVES", "ABS_REWARD_BETA", "abs_reward", "make_sampler", "STRATEGIES",
+           "distributions", "encode_value", "decode_sample"]
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+logging.getLogger("optuna").setLevel(logging.WARNING)
+
+# objective name -> Optuna direction
+OBJECTIVES = {"top1": "maximize", "gflops": "minimize", "reward": "maximize"}
+STRATEGIES = ("random", "tpe", "nsga2")
+
+# TuNAS absolute reward (Bender et al. 2020): Q + beta * |T / T0 - 1| with beta < 0. TuNAS uses
+# beta = -0.07 with Q a fraction; xnas's top-1 is in percent, hence -7 percentage points for a cost
+# 100 % away from the target.
+ABS_REWARD_BETA = -7.0
+
+_STATE = {"ok": TrialState.COMPLETE, "failed": TrialState.FAIL, "pruned": TrialState.PRUNED}
+
+
+def abs_reward(top1: float, gflops: float, target_gflops: float) -> float:
+    """TuNAS-style absolute reward in percent: ``top1 + ABS_REWARD_BETA * |gflops / target - 1|``."""
+    return top1 + ABS_REWARD_BETA * abs(gflops / target_gflops - 1.0)
+
+
+def encode_value(value: Any) -> Any:
+    """A DSL value as an Optuna categorical choice (lists and mappings become JSON text)."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def _distribution(choice: Choice) -> BaseDistribution:
+    if choice.is_continuous:
+        return FloatDistribution(float(choice.low), float(choice.high), log=bool(choice.log))
+    return CategoricalDistribution([encode_value(v) for v in choice.values])
+
+
+def distributions(space: "Space") -> dict[str, BaseDistribution]:
+    """One Optuna distribution per dimension of ``space`` (the static set, unused slots included)."""
+    return {label: _distribution(choice) for label, choice in space.dims().items()}
+
+
+def decode_sample(space: "Space", params: Mapping[str, Any]) -> dict[str, Any]:
+    """Optuna params back to a DSL sample (JSON text back to the list / mapping it encodes)."""
+    dims = space.dims()
+    sample: dict[str, Any] = {}
+    for label, value in params.items():
+        choice = dims.get(label)
+        if choice is not None and not choice.is_continuous:
+            for v in choice.values:
+                if encode_value(v) == value:
+                    value = v
+                    break
+        sample[label] = value
+    return sample
+
+
+def make_sampler(strategy: str, seed: int, *, population_size: int = 8) -> "optuna.samplers.BaseSampler":
+    """A freshly seeded sampler: ``random``, ``tpe`` (multivariate, the dimension set is static) or
+    ``nsga2`` (NSGA-II, for the two objectives top-1 and GFLOPs)."""
+    if strategy == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    if strategy == "tpe":
+        return optuna.samplers.TPESampler(seed=seed, multivariate=True,
+                                          n_startup_trials=min(10, max(2, population_size)))
+    if strategy == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, population_size))
+    raise ValueError(f"strategy: got {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+
+
+class Study:
+    """A run's Optuna study (created on first use, reopened on resume).
+
+    Args:
+        storage: an SQLAlchemy URL (``sqlite:///runs/x/study.db``, ``postgresql://user@host/db``).
+        name: the study name (the run's name).
+        objectives: names from :data:`OBJECTIVES` (their directions follow).
+        target_gflops: needed by the ``reward`` objective.
+    """
+
+    def __init__(self, storage: str, name: str, objectives: Sequence[str] = ("top1",),
+                 target_gflops: float | None = None) -> None:
+        for obj in objectives:
+            if obj not in OBJECTIVES:
+                raise ValueError(f"objectives: got {obj!r}; allowed: {', '.join(OBJECTIVES)}")
+        if "reward" in objectives and not target_gflops:
+            raise ValueError("target_gflops: got None; allowed: a positive number (the reward objective needs it)")
+        self.objectives = tuple(objectives)
+        self.target_gflops = target_gflops
+        self.storage_url = storage
+        directions = [OBJECTIVES[o] for o in self.objectives]
+        self.study = optuna.create_study(storage=storage, study_name=name, directions=directions,
+                                         load_if_exists=True)
+        existing = [d.name.lower() for d in self.study.directions]
+        if existing != directions:
+            raise ValueError(f"objectives: got {list(self.objectives)} ({', '.join(directions)}); the stored "
+                             f"study {name!r} has directions {existing}")
+        self._dists: dict[str, dict[str, BaseDistribution]] = {}
+        self._asked: dict[int, optuna.trial.Trial] = {}
+
+    # -- values -----------------------------------------------------------------------------------
+    def values_of(self, result: "TrialResult") -> list[float] | None:
+        """The objective values of a result (``None`` if any is not finite)."""
+        values = []
+        for obj in self.objectives:
+            if obj == "top1":
+                v = result.top1
+            elif obj == "gflops":
+                v = result.gflops
+            else:
+                v = abs_reward(result.top1, result.gflops, float(self.target_gflops))
+            if v is None or not math.isfinite(v):
+                return None
+            values.append(float(v))
+        return values
+
+    def _space_dists(self, space: "Space") -> dict[str, BaseDistribution]:
+        if space.name not in self._dists:
+            self._dists[space.name] = distributions(space)
+        return self._dists[space.name]
+
+    # -- recording --------------------------------------------------------------------------------
+    def record(self, result: "TrialResult", arch: "Arch", user_attrs: Mapping[str, Any], *,
+               space: "Space | None" = None, trial_number: int | None = None) -> int:
+        """Record one evaluated architecture; return its trial number.
+
+        If ``trial_number`` names a trial a sampler asked for, that trial is told the result;
+        otherwise a finished trial is added with the architecture's DSL sample as params (when it is a
+        point of ``space``).
+        """
+        values = self.values_of(result) if result.status == "ok" else None
+        state = _STATE.get(result.status, TrialState.FAIL)
+        if state == TrialState.COMPLETE and values is None:
+            state = TrialState.FAIL
+        attrs = {k: _plain(v) for k, v in user_attrs.items()}
+        if trial_number is not None:
+            trial = self._asked.pop(trial_number, None) or optuna.trial.Trial(self.study, self._trial_id(trial_number))
+            for key, value in attrs.items():
+                trial.set_user_attr(key, value)
+            self.study.tell(trial_number, values if state == TrialState.COMPLETE else None, state=state,
+                            skip_if_finished=True)
+            return trial_number
+        params: dict[str, Any] = {}
+        dists: dict[str, BaseDistribution] = {}
+        if space is not None:
+            try:
+                sample = space.sample_of(arch)
+            except Exception:  # not a point of the space: no params, the attrs still identify it
+                sample = {}
+            all_dists = self._space_dists(space)
+            for label, value in sample.items():
+                if label in all_dists:
+                    params[label] = encode_value(value)
+                    dists[label] = all_dists[label]
+        trial = optuna.trial.create_trial(
+            state=state, values=values if state == TrialState.COMPLETE else None,
+            params=params, distributions=dists, user_attrs=attrs)
+        self.study.add_trial(trial)
+        return self.study.trials[-1].number
+
+    def _trial_id(self, number: int) -> int:
+        # a trial asked by an earlier process (resume): find its storage id by number
+        for t in self.study.get_trials(deepcopy=False):
+            if t.number == number:
+                return t._trial_id
+        raise KeyError(f"trial {number} is not in study {self.study.study_name!r}")
+
+    # -- sampling ---------------------------------------------------------------------------------
+    def ask_batch(self, space: "Space", count: int, sampler: "optuna.samplers.BaseSampler") -> list[tuple[int, dict[str, Any]]]:
+        """Ask ``count`` new trials with ``sampler`` over the space's static dimension set; return
+        ``(trial number, DSL sample)`` pairs."""
+        self.study.sampler = sampler
+        dists = self._space_dists(space)
+        asked = []
+        for _ in range(count):
+            trial = self.study.ask(fixed_distributions=dists)
+            self._asked[trial.number] = trial
+            asked.append((trial.number, decode_sample(space, trial.params)))
+        return asked
+
+    def unfinished(self, space: "Space") -> list[tuple[int, dict[str, Any]]]:
+        """Trials asked but never told (the run stopped in between), as ``(number, sample)``.
+
+        Those with every dimension set are returned to be evaluated (the uninterrupted run would have
+        evaluated exactly them); a trial cut off while its params were being written is marked failed.
+        """
+        dists = self._space_dists(space)
+        out = []
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
+            if set(t.params) >= set(dists):
+                out.append((t.number, decode_sample(space, t.params)))
+            else:
+                self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        return out
+
+    # -- reading ----------------------------------------------------------------------------------
+    def count(self, states: Sequence[str] = ("ok", "failed", "pruned")) -> int:
+        """Number of finished trials in the given states."""
+        wanted = tuple(_STATE[s] for s in states)
+        return len(self.study.get_trials(deepcopy=False, states=wanted))
+
+    def next_number(self) -> int:
+        """The number the next added trial will get (trials are numbered 0, 1, ... in order)."""
+        return len(self.study.get_trials(deepcopy=False))
+
+    def running_numbers(self) -> set[int]:
+        """Numbers of trials asked but not finished."""
+        return {t.number for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))}
+
+    def recorded_hashes(self) -> set[str]:
+        """Architecture hashes of every finished trial."""
+        return {t.user_attrs.get("hash") for t in self.study.get_trials(deepcopy=False) if t.state.is_finished()}
+
+    def trials(self) -> list[dict[str, Any]]:
+        """Every trial as plain data: number, state, values, params, user_attrs."""
+        return [{"number": t.number, "state": t.state.name, "values": t.values, "params": dict(t.params),
+                 "user_attrs": dict(t.user_attrs)} for t in self.study.get_trials(deepcopy=False)]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able user attribute (NaN becomes None: JSON has no NaN)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    try:
+        return json.loads(json.dumps(value, default=str))
+    except (TypeError, ValueError):
+        return str(value)

@@ -1,0 +1,323 @@
+"""Candidate evaluations as Ray Tune trials. The only module of xnas that imports ray.
+
+:class:`RayEvaluator` turns a batch of architectures into one Ray Tune experiment with one trial per
+architecture. A trial receives plain JSON only -- the architecture document, the proxy's fields, the
+seed, the data location (or the name of a formula) -- never a pickled driver object, so any Ray
+worker with xnas installed can run it. Inside, it calls the proxy trainer :func:`nas.train.evaluate`,
+whose ``report`` hook forwards the training loss every ``checkpoint_every`` steps to Tune; with
+``scheduler="asha"`` Tune's ASHA scheduler stops weak candidates on it (they come back with status
+``pruned``).
+
+Console: a one-line progress display (done / running / failed, best top-1 so far, elapsed); Tune's
+own tables are off (``verbose=0``), worker output is not forwarded (``log_to_driver=False``) and Ray's
+logs go to ``log_dir`` (the run's ``ray/`` folder: ``tune/`` holds the experiments, ``session_*``
+Ray's own logs when this process starts Ray). Ray is started without the dashboard and with usage
+statistics off, so it never reaches out to the internet.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+# set before ray is imported: no usage-stats upload, Tune's legacy (quiet at verbose=0) output, no
+# per-trial TensorBoard/CSV/JSON logger files, trials keep the driver's working directory
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
+os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "100")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+
+from nas.dsl.arch import Arch  # noqa: E402
+from nas.evaluator import Tags, _check_tags  # noqa: E402
+from nas.proxy import Proxy, TrialResult  # noqa: E402
+
+__all__ = ["RayEvaluator", "run_trial"]
+
+SCHEDULERS = ("none", "asha")
+
+
+def run_trial(job: dict[str, Any], report: Callable[[int, dict[str, float]], None] | None = None) -> TrialResult:
+    """Evaluate one job (plain JSON: ``arch``, ``proxy``, ``seed``, ``data``, ``evaluator``,
+    ``checkpoint``, ``threads``); the body of every Ray trial, usable without Ray too."""
+    arch = Arch.from_dict(job["arch"])
+    spec = job.get("evaluator")
+    if spec:
+        from nas.evaluator import FormulaEvaluator
+        from nas.formulas import get_formula
+
+        result = FormulaEvaluator(get_formula(spec["name"]), spec["name"]).evaluate([arch])[0]
+        result.seed = int(job["seed"])
+        return result
+    import torch
+
+    from nas.train import evaluate
+
+    torch.set_num_threads(max(1, int(job.get("threads") or 1)))
+    return evaluate(arch, job["data"], Proxy.from_dict(job["proxy"]), seed=int(job["seed"]),
+                    checkpoint=job.get("checkpoint"), progress=False, report=report)
+
+
+def _trainable(config: dict[str, Any]) -> None:
+    """The Tune function trainable: intermediate losses, then the full result as JSON."""
+    job = config["job"]
+
+    def report(step: int, metrics: dict[str, float]) -> None:
+        if "top1" in metrics:  # the final metrics come with the full result below
+            return
+        tune.report({"step": step, "final": 0, "loss": float(metrics.get("loss", math.nan))})
+
+    result = run_trial(job, report)
+    tune.report({"step": result.steps, "final": 1, "loss": result.loss, "top1": result.top1,
+                 "result": json.dumps(result.as_dict())})
+
+
+def _result_from_metrics(job: dict[str, Any], metrics: dict[str, Any] | None, error: str | None) -> TrialResult:
+    """Turn what Tune kept of a trial into a :class:`TrialResult`."""
+    metrics = metrics or {}
+    if metrics.get("final") == 1 and metrics.get("result"):
+        raw = json.loads(metrics["result"])
+        raw.pop("gflops_convention", None)
+        return TrialResult(**{k: (math.nan if v is None and k in ("top1", "loss", "gflops", "train_clips_per_s")
+                                  else v) for k, v in raw.items()})
+    arch = Arch.from_dict(job["arch"])
+    cost = arch.cost()
+    base = dict(arch_name=arch.name, arch_hash=arch.hash, gflops=cost.gflops, params=cost.params,
+                frames=cost.frames, size=cost.size, seed=int(job["seed"]), proxy_hash=job["proxy_hash"],
+                data=job.get("data") or "")
+    if error:
+        return TrialResult(status="failed", reason=f"ray trial error: {error}"[:500], **base)
+    step = metrics.get("step", 0)
+    return TrialResult(status="pruned", reason=f"stopped early by ASHA at step {step} (training loss "
+                       f"{metrics.get('loss', math.nan):.4f})", steps=int(step or 0),
+                       loss=float(metrics.get("loss", math.nan)), **base)
+
+
+class _Progress(tune.Callback):
+    """One concise progress line instead of Tune's status tables; hands finished trials over."""
+
+    def __init__(self, total: int, enabled: bool, on_done: Callable[[int, TrialResult], None],
+                 jobs: list[dict[str, Any]]) -> None:
+        self.total = total
+        self.enabled = enabled
+        self.on_done = on_done
+        self.jobs = jobs
+        self.running: set[str] = set()
+        self.done = 0
+        self.failed = 0
+        self.best = math.nan
+        self.start = time.perf_counter()
+        self.tty = sys.stderr.isatty()
+
+    def _show(self, final: bool = False) -> None:
+        if not self.enabled:
+            return
+        best = f"{self.best:.2f} %" if math.isfinite(self.best) else "-"
+        line = (f"[ray] {self.done}/{self.total} done, {len(self.running)} running, {self.failed} failed; "
+                f"best top-1 {best}; {time.perf_counter() - self.start:.0f} s")
+        if self.tty:
+            print("\r" + line, end="\n" if final else "", file=sys.stderr, flush=True)
+        else:
+            print(line, file=sys.stderr, flush=True)
+
+    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self.running.add(trial.trial_id)
+        if self.tty:
+            self._show()
+
+    def _finish(self, trial: Any, error: str | None) -> None:
+        self.running.discard(trial.trial_id)
+        job = trial.config["job"]
+        result = _result_from_metrics(job, trial.last_result, error)
+        self.done += 1
+        if result.status != "ok":
+            self.failed += 1
+        elif math.isfinite(result.top1):
+            self.best = result.top1 if not math.isfinite(self.best) else max(self.best, result.top1)
+        self.on_done(int(job["index"]), result)
+        self._show(final=self.done == self.total)
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, None)
+
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._finish(trial, _error_text(trial))
+
+
+def _error_text(trial: Any) -> str:
+    text = getattr(trial, "error_message", None) or ""
+    if not text:
+        path = getattr(trial, "error_file", None)
+        if path and os.path.isfile(path):
+            text = Path(path).read_text()
+    lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "unknown error"
+
+
+def _short_temp_dir(log_dir: Path) -> str:
+    """A short path that leads to ``log_dir`` (Ray's unix sockets need paths under ~107 bytes)."""
+    target = log_dir.resolve()
+    if len(str(target)) <= 40:
+        return str(target)
+    link = Path("/tmp") / f"xnas-ray-{hashlib.sha256(str(target).encode()).hexdigest()[:10]}"
+    if not link.is_symlink() or os.readlink(link) != str(target):
+        if link.is_symlink():
+            link.unlink()
+        link.symlink_to(target, target_is_directory=True)
+    return str(link)
+
+
+class RayEvaluator:
+    """Evaluates a batch of architectures as Ray Tune trials (implements :class:`nas.evaluator.Evaluator`).
+
+    Args:
+        data: ``synthetic`` or an absolute path to videos (every worker must see it).
+        proxy: the training budget of every trial.
+        seed: the trial seed.
+        address: ``None`` starts a local Ray sized to this machine; ``auto`` or ``HOST:PORT`` joins a
+            running cluster (its workers need xnas installed).
+        cpus_per_trial, gpus_per_trial: resources each trial reserves (Tune runs as many at once as fit).
+        max_failures: retries of a trial whose worker crashed or raised.
+        scheduler: ``none`` or ``asha`` (early stopping on the reported training loss).
+        log_dir: where Tune's experiments and (local Ray) Ray's session logs go.
+        progress: print the one-line progress display on stderr.
+        evaluator_spec: ``{"kind": "formula", "name": NAME}`` scores with a named formula
+            (:mod:`nas.formulas`) inside the trials instead of training.
+
+    ``on_result`` (set by a recording run) is called as ``on_result(index, result)`` as each trial
+    finishes, so results are recorded before the whole batch is done.
+    """
+
+    def __init__(self, data: str, proxy: Proxy, seed: int, *, address: str | None = None,
+                 cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_failures: int = 1,
+                 scheduler: str = "none", log_dir: Path | None = None, progress: bool = True,
+                 evaluator_spec: dict | None = None) -> None:
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler: got {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
+        if evaluator_spec is not None and evaluator_spec.get("kind") != "formula":
+            raise ValueError(f"evaluator_spec.kind: got {evaluator_spec.get('kind')!r}; allowed: 'formula'")
+        if cpus_per_trial < 0 or gpus_per_trial < 0 or cpus_per_trial + gpus_per_trial <= 0:
+            raise ValueError(f"cpus_per_trial, gpus_per_trial: got {cpus_per_trial}, {gpus_per_trial}; "
+                             "allowed: numbers >= 0, not both 0")
+        self.data = data
+        self.proxy = proxy
+        self.seed = seed
+        self.address = address
+        self.cpus_per_trial = cpus_per_trial
+        self.gpus_per_trial = gpus_per_trial
+        self.max_failures = max_failures
+        self.scheduler = scheduler
+        self.log_dir = Path(log_dir or Path("runs") / "ray").resolve()
+        self.progress = progress
+        self.evaluator_spec = evaluator_spec
+        self.on_result: Callable[[int, TrialResult], None] | None = None
+        self.batches = 0
+        self._started_ray = False
+        if evaluator_spec:
+            self.cache_key = f"formula:{evaluator_spec['name']}"
+        else:
+            self.cache_key = f"proxy:{proxy.hash}:data={data}:seed={seed}"
+
+    # -- Ray session ------------------------------------------------------------------------------
+    def _ensure_ray(self) -> None:
+        if ray.is_initialized():
+            return
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        common = dict(include_dashboard=False, log_to_driver=False, configure_logging=True,
+                      logging_level=logging.WARNING)
+        if self.address:
+            ray.init(address=self.address, **common)
+        else:
+            ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=200 * 1024**2,
+                     _temp_dir=_short_temp_dir(self.log_dir), **common)
+        self._started_ray = True
+        for name in ("ray", "ray.tune", "ray.train", "ray.air"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+    def shutdown(self) -> None:
+        """Stop the Ray session if this evaluator started it."""
+        if self._started_ray and ray.is_initialized():
+            ray.shutdown()
+        self._started_ray = False
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def _jobs(self, archs: Sequence[Arch]) -> list[dict[str, Any]]:
+        ckpt_dir = self.log_dir / "checkpoints"
+        jobs = []
+        for i, arch in enumerate(archs):
+            job: dict[str, Any] = {"index": i, "arch": arch.to_dict(), "seed": self.seed,
+                                   "threads": max(1, int(self.cpus_per_trial)), "proxy_hash": self.proxy.hash}
+            if self.evaluator_spec:
+                job["evaluator"] = dict(self.evaluator_spec)
+                job["proxy_hash"] = f"formula:{self.evaluator_spec['name']}"
+            else:
+                job.update(proxy=self.proxy.to_dict(), data=self.data, evaluator=None)
+                if not self.address:  # a local cluster shares this file system: resumable trials
+                    job["checkpoint"] = str(ckpt_dir / f"{arch.hash}-{self.proxy.hash}-{self.seed}.pt")
+            jobs.append(json.loads(json.dumps(job)))  # plain JSON, nothing else
+        if not self.evaluator_spec and not self.address:
+            ckpt_dir.mkdir(parents=True, exist_ok=True)
+        return jobs
+
+    def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None) -> list[TrialResult]:
+        """Run one trial per architecture; one result per architecture, in order."""
+        _check_tags(archs, tags)
+        if not archs:
+            return []
+        self._ensure_ray()
+        jobs = self._jobs(archs)
+        results: list[TrialResult | None] = [None] * len(archs)
+
+        def done(index: int, result: TrialResult) -> None:
+            if results[index] is None:
+                results[index] = result
+                if self.on_result is not None:
+                    self.on_result(index, result)
+                ckpt = jobs[index].get("checkpoint")
+                if ckpt:
+                    Path(ckpt).unlink(missing_ok=True)
+
+        progress = _Progress(len(jobs), self.progress, done, jobs)
+        resources = {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
+        scheduler = None
+        tune_kwargs: dict[str, Any] = {}
+        if self.scheduler == "asha" and not self.evaluator_spec:
+            from ray.tune.schedulers import ASHAScheduler
+
+            every = self.proxy.checkpoint_every or self.proxy.steps
+            reports = max(1, self.proxy.steps // every)
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=reports + 1, grace_period=1,
+                                      reduction_factor=2)
+            tune_kwargs = {"metric": "loss", "mode": "min"}
+        self.batches += 1
+        tuner = tune.Tuner(
+            tune.with_resources(_trainable, resources),
+            param_space={"job": tune.grid_search(jobs)},
+            tune_config=tune.TuneConfig(num_samples=1, scheduler=scheduler,
+                                        trial_dirname_creator=lambda t: f"trial-{t.config['job']['index']}",
+                                        **tune_kwargs),
+            run_config=tune.RunConfig(
+                name=f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{self.batches}",
+                storage_path=str(self.log_dir / "tune"), verbose=0, callbacks=[progress],
+                failure_config=tune.FailureConfig(max_failures=self.max_failures)),
+        )
+        grid = tuner.fit()
+        for res in grid:
+            job = res.config["job"] if res.config else None
+            if job is None:
+                continue
+            error = None if res.error is None else (str(res.error).strip().splitlines() or ["error"])[-1]
+            done(int(job["index"]), _result_from_metrics(job, res.metrics, error))
+        for i, job in enumerate(jobs):  # a trial Tune lost entirely
+            if results[i] is None:
+                done(i, _result_from_metrics(job, None, "no result came back from Ray"))
+        return [r for r in results if r is not None]

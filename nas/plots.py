@@ -1,0 +1,130 @@
+"""Figures from a results table: the accuracy-GFLOPs trade-off with its Pareto front.
+
+Matplotlib with the Agg backend (files only, never a window, never ``plt.show()``). Every figure is
+written as PNG and SVG side by side.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Sequence
+
+from nas.cost import GFLOPS_NOTE
+
+if TYPE_CHECKING:
+    import pandas
+
+    from nas.dsl.arch import Arch
+
+__all__ = ["pareto_plot", "pareto_front", "is_baseline"]
+
+
+def is_baseline(row: Any) -> bool:
+    """Whether a results row is a reference architecture evaluated for comparison (tag role=baseline)."""
+    tags = row.get("tags") if hasattr(row, "get") else None
+    if isinstance(tags, str) and tags:
+        try:
+            tags = json.loads(tags)
+        except ValueError:
+            tags = {}
+    return isinstance(tags, dict) and tags.get("role") == "baseline"
+
+
+def pareto_front(results: "pandas.DataFrame") -> "pandas.DataFrame":
+    """Rows not dominated in (higher top-1, lower GFLOPs) among the ``ok`` ones, by GFLOPs ascending.
+
+    Baseline rows (tag ``role: baseline``) are left out: the front is the search's own.
+    """
+    ok = results[(results["status"] == "ok") & results["top1"].notna()]
+    if len(ok):
+        ok = ok[[not is_baseline(r) for _, r in ok.iterrows()]]
+    ok = ok.sort_values(["gflops", "top1"], ascending=[True, False])
+    keep, best = [], -math.inf
+    for idx, row in ok.iterrows():
+        if row["top1"] > best:
+            keep.append(idx)
+            best = row["top1"]
+    return ok.loc[keep]
+
+
+def _baseline_points(results: "pandas.DataFrame", baselines: Sequence["Arch | dict"]) -> list[dict[str, Any]]:
+    points = []
+    for _, row in results.iterrows():
+        if is_baseline(row) and row["status"] == "ok":
+            points.append({"name": row["name"], "gflops": float(row["gflops"]), "top1": float(row["top1"])})
+    for b in baselines:
+        if isinstance(b, dict):
+            points.append({"name": b.get("name", "?"), "gflops": float(b["gflops"]),
+                           "top1": float(b.get("top1", math.nan))})
+            continue
+        match = results[results["hash"] == b.hash] if len(results) else results
+        top1 = float(match["top1"].iloc[0]) if len(match) else math.nan
+        points.append({"name": b.name, "gflops": b.cost().gflops, "top1": top1})
+    seen, unique = set(), []
+    for p in points:
+        if p["name"] not in seen:
+            seen.add(p["name"])
+            unique.append(p)
+    return unique
+
+
+def pareto_plot(results: "pandas.DataFrame", path: Path, *, baselines: Sequence["Arch | dict"] = (),
+                title: str = "", chosen: Sequence[str] = ()) -> Path:
+    """Accuracy vs GFLOPs (log x) of every evaluated candidate, the Pareto front joined, baselines
+    marked by name, ``chosen`` architectures (hashes or names) highlighted; GFLOPs note on the axis.
+
+    Args:
+        results: a results table (``Run.results()`` or ``pandas.read_csv(results.csv)``).
+        path: the PNG to write; an SVG is written next to it.
+        baselines: reference architectures (looked up in ``results`` by hash for their top-1; a
+            baseline not evaluated is drawn as a vertical line at its GFLOPs) or dicts
+            ``{name, gflops, top1}``. Rows tagged ``role: baseline`` are marked too.
+        title: the figure title.
+        chosen: hashes or names of the architectures a driver picked.
+
+    Returns:
+        ``path``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    ok = results[(results["status"] == "ok") & results["top1"].notna()] if len(results) else results
+    search = ok[[not is_baseline(r) for _, r in ok.iterrows()]] if len(ok) else ok
+    if len(search):
+        ax.scatter(search["gflops"], search["top1"], s=18, alpha=0.5, color="tab:blue", label="candidates")
+    front = pareto_front(results) if len(results) else results
+    if len(front):
+        ax.plot(front["gflops"], front["top1"], "-o", color="tab:orange", ms=5, lw=1.5, label="Pareto front")
+    if chosen and len(ok):
+        sel = ok[ok["hash"].isin(chosen) | ok["name"].isin(chosen)]
+        if len(sel):
+            ax.scatter(sel["gflops"], sel["top1"], s=120, facecolors="none", edgecolors="red", linewidths=2,
+                       label="chosen", zorder=5)
+    for p in _baseline_points(results, baselines):
+        if math.isfinite(p["top1"]):
+            ax.scatter([p["gflops"]], [p["top1"]], marker="*", s=140, color="tab:green", zorder=6)
+            ax.annotate(p["name"], (p["gflops"], p["top1"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
+        else:
+            ax.axvline(p["gflops"], color="tab:green", ls=":", lw=1)
+            ax.annotate(p["name"], (p["gflops"], 0.02), xycoords=("data", "axes fraction"), rotation=90,
+                        fontsize=8, xytext=(3, 0), textcoords="offset points")
+    if len(ok) or baselines:
+        ax.set_xscale("log")
+    ax.set_xlabel("GFLOPs (log scale; one multiply-add of a conv/linear layer = 1 FLOP)")
+    ax.set_ylabel("proxy top-1 (%)")
+    ax.set_title(title or "accuracy vs GFLOPs")
+    ax.grid(True, which="both", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="lower right", fontsize=8)
+    fig.text(0.01, 0.01, GFLOPS_NOTE, fontsize=6, alpha=0.7)
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path)
+    fig.savefig(path.with_suffix(".svg"))
+    plt.close(fig)
+    return path

@@ -1,0 +1,506 @@
+"""Run directories: one folder per search run, with everything needed to read it or resume it.
+
+``runs/<name>/`` holds
+
+* ``config.json`` -- the resolved configuration (driver, space, proxy, seed, evaluator, ...);
+* ``results.csv`` -- one row per evaluated architecture (see :data:`COLUMNS`); floats are written
+  exactly (``repr``), so a resumed run reads back the same numbers it wrote;
+* ``study.db`` -- the Optuna study (SQLite; or any SQLAlchemy URL given as ``storage``);
+* ``archs/<hash>.yaml`` -- every evaluated architecture, frozen;
+* ``plots/`` -- figures (:mod:`nas.plots`); ``run.log`` -- a timestamped log; ``ray/`` -- Ray's files.
+
+:meth:`Run.evaluator` wraps any :class:`~nas.evaluator.Evaluator`: a result is looked up first by
+(architecture hash, evaluation key, seed) -- the evaluation key names the proxy (its hash and data)
+or the formula -- so the same architecture under the same proxy and seed is never trained twice, also
+across restarts; new results are recorded (CSV row, frozen document, Optuna trial) as each finishes.
+
+Resume works by determinism and this cache: rerunning the same command re-requests the same
+architectures in the same order, finished ones come from ``results.csv``, and only unfinished trials
+run. This module imports neither torch, ray nor optuna at import time.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+from nas.dsl.arch import Arch
+from nas.errors import UsageError
+from nas.evaluator import FormulaEvaluator, LocalEvaluator, Tags, _check_tags
+from nas.proxy import TrialResult
+
+if TYPE_CHECKING:
+    import pandas
+
+    from nas.evaluator import Evaluator
+    from nas.integrations.optuna_study import Study
+
+__all__ = ["Run", "RecordingEvaluator", "COLUMNS", "NEUTRAL_KEYS", "evaluation_key", "read_results",
+           "FAULT_EXIT_CODE"]
+
+# results.csv columns, in order. ``tags`` holds every tag as JSON (driver and step also have columns).
+COLUMNS = ("trial", "hash", "name", "driver", "step", "gflops", "params", "top1", "loss", "wall_s",
+           "status", "reason", "arch_path", "tags", "eval_key", "seed", "proxy_hash", "data", "steps",
+           "train_clips_per_s", "size", "frames", "layout", "skipped_files", "finished_at")
+
+# Config keys that do not change results: they may differ when a run is resumed.
+NEUTRAL_KEYS = frozenset({
+    "executor", "address", "cpus_per_trial", "gpus_per_trial", "max_failures", "trials", "progress",
+    "fail_after_trials", "resume", "name", "runs_dir", "storage", "device",
+})
+
+# Exit status of the fault-injection switch (a real, abrupt process exit: no clean-up runs).
+FAULT_EXIT_CODE = 75
+
+
+def _short_hash(data: Any) -> str:
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def evaluation_key(inner: Any) -> str:
+    """What, besides the architecture, determines an evaluator's result (the cache key part).
+
+    An evaluator may define ``cache_key``; the built-in ones are known here: the proxy trainer's key
+    is its proxy hash, data and seed; a formula's is its name.
+    """
+    key = getattr(inner, "cache_key", None)
+    if isinstance(key, str):
+        return key
+    if isinstance(inner, FormulaEvaluator):
+        return f"formula:{inner.name}"
+    if isinstance(inner, LocalEvaluator):
+        return f"proxy:{inner.proxy.hash}:data={inner.data}:seed={inner.seed}"
+    raise TypeError(f"evaluator: got {type(inner).__name__} without a 'cache_key' attribute; allowed: an "
+                    "evaluator with a str cache_key (what determines its results besides the architecture)")
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    if isinstance(value, (list, dict)):
+        return json.dumps(value, sort_keys=True)
+    return str(value)
+
+
+def _parse_float(text: str) -> float:
+    return float(text) if text not in ("", None) else math.nan
+
+
+def _parse_int(text: str) -> int:
+    return int(float(text)) if text not in ("", None) else 0
+
+
+def _result_from_row(row: Mapping[str, str]) -> TrialResult:
+    """Rebuild the :class:`TrialResult` a CSV row recorded (exact floats)."""
+    return TrialResult(
+        arch_name=row["name"], arch_hash=row["hash"], status=row["status"], reason=row["reason"],
+        top1=_parse_float(row["top1"]), loss=_parse_float(row["loss"]), gflops=_parse_float(row["gflops"]),
+        params=_parse_int(row["params"]), steps=_parse_int(row["steps"]), wall_s=_parse_float(row["wall_s"]),
+        train_clips_per_s=_parse_float(row["train_clips_per_s"]), size=_parse_int(row["size"]),
+        frames=_parse_int(row["frames"]), layout=row["layout"], seed=_parse_int(row["seed"]),
+        proxy_hash=row["proxy_hash"], data=row["data"],
+        skipped_files=json.loads(row["skipped_files"]) if row["skipped_files"] else [])
+
+
+def read_results(path: str | Path) -> list[dict[str, str]]:
+    """The rows of a ``results.csv`` as strings; a torn last line (the process was killed while
+    writing it) is dropped and the file repaired."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        text = f.read()
+    lines = text.splitlines(keepends=True)
+    rows = list(csv.DictReader(lines))
+    good = [r for r in rows if None not in r and all(v is not None for v in r.values())
+            and len(r) == len(COLUMNS)]
+    torn = not text.endswith("\n") or len(good) != len(rows)
+    if torn and lines:
+        # keep the header and every complete row, rewrite atomically
+        tmp = path.with_suffix(".tmp")
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(good)
+        os.replace(tmp, path)
+    return good
+
+
+class Run:
+    """One run directory (see the module docstring). Open with :meth:`open`.
+
+    Attributes:
+        dir: ``runs/<name>/``.
+        name: the run's name (also the Optuna study name).
+        driver: which driver made it (``sample``, ``expand``, ``search``, ...).
+        config: the resolved configuration (as in ``config.json``).
+        plots_dir: ``runs/<name>/plots/``.
+        fail_after_trials: fault injection -- exit the process abruptly (status
+            :data:`FAULT_EXIT_CODE`) after this many newly finished trials (tests of resume use it).
+        echo: also print log lines to stderr.
+    """
+
+    def __init__(self, dir: Path, name: str, driver: str, config: dict[str, Any],
+                 storage: str | None = None) -> None:
+        self.dir = dir
+        self.name = name
+        self.driver = driver
+        self.config = config
+        self.plots_dir = dir / "plots"
+        self.archs_dir = dir / "archs"
+        self.results_path = dir / "results.csv"
+        self.log_path = dir / "run.log"
+        self.storage_url = storage or f"sqlite:///{(dir / 'study.db').resolve()}"
+        self.fail_after_trials: int | None = None
+        self.echo = True
+        self.new_trials = 0
+        self._study: "Study | None" = None
+        self._spaces: dict[str, Any] = {}
+        self._cache: dict[tuple[str, str], TrialResult] = {}
+        self._rows: list[dict[str, str]] = []
+        self._closers: list[Callable[[], None]] = []
+
+    # -- opening ------------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, name: str | None, *, driver: str, config: dict, root: str | Path = "runs",
+             resume: bool = False, storage: str | None = None) -> "Run":
+        """Create ``runs/<name>/`` (default name: ``<driver>-<short hash of config>``), write
+        ``config.json``, open the Optuna study (SQLite ``study.db`` by default, or the SQLAlchemy URL
+        ``storage``).
+
+        Reopening an existing run (``resume=True`` or simply the same name) continues it; a config that
+        differs in what changes results (anything but :data:`NEUTRAL_KEYS`) is a :class:`UsageError`
+        naming the field. ``resume=True`` for a run that does not exist is an error too.
+        """
+        config = json.loads(json.dumps(config, default=str))  # plain JSON, as it will be stored
+        essential = {k: v for k, v in config.items() if k not in NEUTRAL_KEYS}
+        if name is None:
+            name = f"{driver}-{_short_hash({'driver': driver, **essential})}"
+        if not name or "/" in name or name.startswith("."):
+            raise UsageError(f"--name: got {name!r}; allowed: a folder name (no '/', not starting with '.')")
+        run_dir = Path(root) / name
+        config_path = run_dir / "config.json"
+        if config_path.is_file():
+            stored = json.loads(config_path.read_text())
+            if stored.get("driver") != driver:
+                raise UsageError(f"--name: run {name!r} was made by driver {stored.get('driver')!r}, not "
+                                 f"{driver!r}; allowed: another --name")
+            old = stored.get("config", {})
+            for key in sorted(set(old) | set(config)):
+                if key in NEUTRAL_KEYS:
+                    continue
+                if old.get(key) != config.get(key):
+                    raise UsageError(f"config.{key}: got {_brief(config.get(key))} but run {name!r} was made "
+                                     f"with {_brief(old.get(key))}; allowed: the same value, or another --name")
+            stored["config"] = {**old, **{k: config[k] for k in config if k in NEUTRAL_KEYS}}
+            stored["resumed"] = stored.get("resumed", 0) + 1
+            run = cls(run_dir, name, driver, stored["config"], storage)
+            _write_json(config_path, stored)
+            run._load()
+            run.log(f"resumed run {name} ({len(run._rows)} results on file)")
+        else:
+            if resume:
+                raise UsageError(f"--resume: no run {name!r} under {Path(root)}; allowed: the name of an "
+                                 "existing run (or leave out --resume to start one)")
+            run_dir.mkdir(parents=True, exist_ok=True)
+            run = cls(run_dir, name, driver, config, storage)
+            _write_json(config_path, {"driver": driver, "name": name, "config": config,
+                                      "storage": _redact(run.storage_url), "created": _now()})
+            run.log(f"new run {name} (driver {driver})")
+        run.plots_dir.mkdir(exist_ok=True)
+        run.archs_dir.mkdir(exist_ok=True)
+        return run
+
+    def _load(self) -> None:
+        self._rows = read_results(self.results_path)
+        for row in self._rows:
+            self._cache[(row["hash"], row["eval_key"])] = _result_from_row(row)
+
+    # -- the study ----------------------------------------------------------------------------------
+    @property
+    def study(self) -> "Study":
+        """The Optuna study (opened on first use; results on file but missing from it are added)."""
+        if self._study is None:
+            from nas.integrations.optuna_study import Study
+
+            self._study = Study(self.storage_url, self.name, self.config.get("objectives", ["top1"]),
+                                self.config.get("target_gflops"))
+            self._reconcile()
+        return self._study
+
+    def _reconcile(self) -> None:
+        """A crash between writing a CSV row and its Optuna trial leaves the study one short: tell the
+        asked trial (sampler runs) or add the trial."""
+        assert self._study is not None
+        recorded = self._study.recorded_hashes()
+        running = self._study.running_numbers()
+        for row in self._rows:
+            if row["hash"] in recorded:
+                continue
+            arch = self._arch_of_row(row)
+            if arch is None:
+                continue
+            number = int(row["trial"]) if row["trial"] else None
+            self._study.record(_result_from_row(row), arch, self._user_attrs(row), space=self._space_of(arch),
+                               trial_number=number if number in running else None)
+
+    def _arch_of_row(self, row: Mapping[str, str]) -> Arch | None:
+        path = self.dir / row["arch_path"]
+        return Arch.load(path) if path.is_file() else None
+
+    def _space_of(self, arch: Arch) -> Any:
+        name = arch.space
+        if not name:
+            return None
+        if name not in self._spaces:
+            from nas.registry import load_space
+
+            try:
+                self._spaces[name] = load_space(name)
+            except Exception:  # a space not shipped (e.g. a document path gone): record without params
+                self._spaces[name] = None
+        return self._spaces[name]
+
+    def register_space(self, space: Any) -> None:
+        """Use ``space`` for the Optuna params of architectures that name it (spaces loaded from files)."""
+        self._spaces[space.name] = space
+
+    # -- files --------------------------------------------------------------------------------------
+    def save_arch(self, arch: Arch, name: str | None = None) -> Path:
+        """Write ``archs/<name or hash>.yaml``; return its path."""
+        path = self.archs_dir / f"{name or arch.hash}.yaml"
+        if not path.is_file():
+            tmp = path.with_suffix(".tmp.yaml")
+            tmp.write_text(arch.to_yaml())
+            os.replace(tmp, path)
+        return path
+
+    def log(self, message: str) -> None:
+        """Append a timestamped line to ``run.log`` (and print it to stderr unless ``echo`` is off)."""
+        line = f"{_now()} {message}"
+        with open(self.log_path, "a") as f:
+            f.write(line + "\n")
+        if self.echo:
+            print(f"[{self.name}] {message}", file=sys.stderr, flush=True)
+
+    def results(self) -> "pandas.DataFrame":
+        """One row per evaluated architecture (the columns of :data:`COLUMNS`)."""
+        import pandas
+
+        if not self.results_path.is_file():
+            return pandas.DataFrame(columns=list(COLUMNS))
+        read_results(self.results_path)
+        return pandas.read_csv(self.results_path, keep_default_na=True)
+
+    def cached(self, arch: Arch, key: str) -> TrialResult | None:
+        """The recorded result of ``arch`` under evaluation key ``key``, if any."""
+        hit = self._cache.get((arch.hash, key))
+        return dataclasses.replace(hit) if hit is not None else None
+
+    def on_close(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` when the run is closed (evaluators register their shutdown here)."""
+        self._closers.append(fn)
+
+    def close(self) -> None:
+        """Release what the run holds (the Ray session it started, if any)."""
+        while self._closers:
+            self._closers.pop()()
+
+    # -- recording ----------------------------------------------------------------------------------
+    def evaluator(self, inner: "Evaluator") -> "RecordingEvaluator":
+        """Wrap an evaluator: cache, then record every result (CSV row, ``archs/<hash>.yaml``, Optuna
+        trial with the DSL sample as params when the architecture is a point of its space)."""
+        return RecordingEvaluator(self, inner)
+
+    def _user_attrs(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        attrs = {"hash": row["hash"], "name": row["name"], "gflops": _parse_float(row["gflops"]),
+                 "params": _parse_int(row["params"]), "status": row["status"], "reason": row["reason"],
+                 "arch_path": row["arch_path"], "eval_key": row["eval_key"]}
+        tags = json.loads(row["tags"]) if row["tags"] else {}
+        for key, value in tags.items():
+            attrs.setdefault(f"tag_{key}" if key in attrs else key, value)
+        return attrs
+
+    def record(self, arch: Arch, result: TrialResult, key: str, tags: Mapping[str, Any] | None = None,
+               trial_number: int | None = None) -> dict[str, str]:
+        """Record a new result: frozen document, CSV row (flushed to disk), Optuna trial, log line."""
+        tags = dict(tags or {})
+        public_tags = {k: _plain_tag(v) for k, v in tags.items() if not k.startswith("_")}
+        path = self.save_arch(arch)
+        row = {
+            "trial": "", "hash": arch.hash, "name": arch.name, "driver": public_tags.get("driver", self.driver),
+            "step": public_tags.get("step", ""), "gflops": result.gflops, "params": result.params,
+            "top1": result.top1, "loss": result.loss, "wall_s": result.wall_s, "status": result.status,
+            "reason": result.reason, "arch_path": str(path.relative_to(self.dir)),
+            "tags": public_tags, "eval_key": key, "seed": result.seed, "proxy_hash": result.proxy_hash,
+            "data": result.data, "steps": result.steps, "train_clips_per_s": result.train_clips_per_s,
+            "size": result.size, "frames": result.frames, "layout": result.layout,
+            "skipped_files": result.skipped_files, "finished_at": _now(),
+        }
+        text_row = {k: _fmt(v) for k, v in row.items()}
+        study = self.study
+        # the CSV row is the source of truth and is written first; the study trial follows (a crash
+        # in between is repaired on resume by _reconcile). Only this process writes the study, so an
+        # added trial's number is the current trial count.
+        number = trial_number if trial_number is not None else study.next_number()
+        text_row["trial"] = str(number)
+        self._append_row(text_row)
+        self._rows.append(text_row)
+        self._cache[(arch.hash, key)] = dataclasses.replace(result)
+        study.record(result, arch, self._user_attrs(text_row), space=self._space_of(arch),
+                     trial_number=trial_number)
+        what = f"top-1 {result.top1:.2f} %" if result.status == "ok" else f"{result.status}: {result.reason}"
+        self.log(f"trial {number} {arch.name} ({arch.hash[:8]}, {result.gflops:.4f} GFLOPs): {what}")
+        self.new_trials += 1
+        if self.fail_after_trials is not None and self.new_trials >= self.fail_after_trials:
+            self.log(f"fault injection: exiting abruptly after {self.new_trials} new trials")
+            os._exit(FAULT_EXIT_CODE)
+        return text_row
+
+    def _append_row(self, row: Mapping[str, str]) -> None:
+        new = not self.results_path.is_file() or self.results_path.stat().st_size == 0
+        if not new:
+            read_results(self.results_path) if not _ends_with_newline(self.results_path) else None
+        with open(self.results_path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def tell_cached(self, arch: Arch, result: TrialResult, trial_number: int) -> None:
+        """A sampler asked for an architecture already evaluated: tell its trial the cached result
+        (no new row: one row per evaluated architecture)."""
+        row = next((r for r in self._rows if r["hash"] == arch.hash), None)
+        attrs = self._user_attrs(row) if row else {"hash": arch.hash, "status": result.status}
+        attrs["cache_hit"] = True
+        self.study.record(result, arch, attrs, trial_number=trial_number)
+
+
+class RecordingEvaluator:
+    """An evaluator that looks results up in its run first and records every new one.
+
+    ``evaluate`` returns one result per architecture, in order (cache hits included). Results are
+    recorded as each finishes when the inner evaluator supports it (an ``on_result(index, result)``
+    attribute, as the Ray dispatch has; the built-in in-process evaluators are called one architecture
+    at a time), so a crash in the middle of a batch loses no finished trial.
+    """
+
+    def __init__(self, run: Run, inner: "Evaluator") -> None:
+        self.run = run
+        self.inner = inner
+        self.key = evaluation_key(inner)
+
+    @property
+    def cache_key(self) -> str:
+        """The inner evaluator's evaluation key."""
+        return self.key
+
+    def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None) -> list[TrialResult]:
+        """Evaluate ``archs`` (cache first), record new results, return one result per architecture."""
+        _check_tags(archs, tags)
+        tags = list(tags) if tags is not None else [{} for _ in archs]
+        results: list[TrialResult | None] = [None] * len(archs)
+        todo: list[int] = []
+        first_of: dict[str, int] = {}
+        for i, arch in enumerate(archs):
+            hit = self.run.cached(arch, self.key)
+            if hit is not None:
+                results[i] = hit
+                if "_trial" in tags[i]:
+                    self.run.tell_cached(arch, hit, int(tags[i]["_trial"]))
+            elif arch.hash in first_of:
+                continue  # a duplicate inside the batch: filled from its first occurrence below
+            else:
+                first_of[arch.hash] = i
+                todo.append(i)
+        if todo:
+            self.run.log(f"evaluating {len(todo)} architecture(s) ({len(archs) - len(todo)} cached)")
+        recorded: set[int] = set()
+
+        def on_result(j: int, result: TrialResult) -> None:
+            i = todo[j]
+            if i in recorded:
+                return
+            recorded.add(i)
+            results[i] = result
+            self.run.record(archs[i], result, self.key, tags[i], _trial_of(tags[i]))
+
+        sub_archs = [archs[i] for i in todo]
+        sub_tags = [tags[i] for i in todo]
+        if todo and hasattr(self.inner, "on_result"):
+            self.inner.on_result = on_result
+            try:
+                out = self.inner.evaluate(sub_archs, sub_tags)
+            finally:
+                self.inner.on_result = None
+            for j, result in enumerate(out):
+                on_result(j, result)
+        elif isinstance(self.inner, (LocalEvaluator, FormulaEvaluator)):
+            for j, (arch, tag) in enumerate(zip(sub_archs, sub_tags)):
+                on_result(j, self.inner.evaluate([arch], [tag])[0])
+        elif todo:
+            for j, result in enumerate(self.inner.evaluate(sub_archs, sub_tags)):
+                on_result(j, result)
+        for i, arch in enumerate(archs):
+            if results[i] is None:  # an in-batch duplicate
+                results[i] = dataclasses.replace(results[first_of[arch.hash]])
+                if "_trial" in tags[i]:
+                    self.run.tell_cached(arch, results[i], int(tags[i]["_trial"]))
+        return [r for r in results if r is not None]
+
+
+def _trial_of(tags: Mapping[str, Any]) -> int | None:
+    value = tags.get("_trial")
+    return int(value) if value is not None else None
+
+
+def _plain_tag(value: Any) -> Any:
+    try:
+        return json.loads(json.dumps(value))
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        if f.tell() == 0:
+            return True
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) == b"\n"
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _redact(url: str) -> str:
+    """A storage URL without its password (config.json must not hold secrets)."""
+    if "://" in url and "@" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        user = creds.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}" if ":" in creds else url
+    return url
+
+
+def _now() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
