@@ -1,0 +1,129 @@
+"""TuNAS supernet: extract equivalence, weight sharing, masked L2, op warm-up, errors."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nas
+from nas.dsl import Arch
+from nas.tunas.supernet import Path, Supernet, kernel_positions
+from nas.tunas.testing import tiny_space
+
+
+def _standalone_train_mode(model: torch.nn.Module) -> torch.nn.Module:
+    """Batch-statistics BN like the supernet, dropout off."""
+    model.train()
+    for m in model.modules():
+        if isinstance(m, torch.nn.Dropout):
+            m.eval()
+    return model
+
+
+@pytest.fixture(scope="module")
+def supernet() -> Supernet:
+    torch.manual_seed(0)
+    net = Supernet(tiny_space())
+    # Random non-default values everywhere (ReZero 0 and BN 1/0 would hide wrong copies).
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("rezero") or ".bn." in name or name.endswith("bias"):
+                p.copy_(torch.randn_like(p) * 0.5 + (1.0 if name.endswith("bn.weight") else 0.0))
+    return net.eval()  # eval: no dropout; BN still uses batch statistics
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_extract_matches_supernet(supernet: Supernet, seed: int) -> None:
+    space = tiny_space()
+    arch = space.freeze(space.random(seed))
+    x = torch.randn(3, 3, 4, 32, 32, generator=torch.Generator().manual_seed(seed))
+    model = _standalone_train_mode(supernet.extract(arch))
+    with torch.no_grad():
+        expected = supernet(x, arch)
+        got = model(x)
+    assert got.shape == (3, 5)
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    # the standalone model is the architecture's: same parameter count as the analytic cost
+    assert sum(p.numel() for p in model.parameters()) == arch.cost().params
+
+
+def test_different_archs_differ(supernet: Supernet) -> None:
+    """The equivalence above is not vacuous: the path changes the supernet's output."""
+    space = tiny_space()
+    x = torch.randn(2, 3, 4, 32, 32)
+    outs = [supernet(x, space.freeze(space.random(s))) for s in range(4)]
+    assert all(not torch.allclose(outs[0], o) for o in outs[1:])
+
+
+@pytest.mark.slow
+def test_reference_movinet_a0_extracts_at_tiny_resolution() -> None:
+    """The full movinet space builds, and A0 (a point of it) runs in it and extracts exactly."""
+    space = nas.load_space("movinet")
+    a0 = nas.load_arch("movinet-a0")
+    arch = Arch.from_dict({**a0.to_dict(), "classes": 7})
+    torch.manual_seed(1)
+    net = Supernet(space, classes=7).eval()
+    with torch.no_grad():
+        for name, p in net.named_parameters():
+            if name.endswith("rezero"):
+                p.fill_(0.5)
+    x = torch.randn(2, 3, 2, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(_standalone_train_mode(net.extract(arch))(x), net(x, arch), rtol=1e-4, atol=1e-5)
+
+
+def test_shared_weights_get_gradients_only_where_active(supernet: Supernet) -> None:
+    space = tiny_space()
+    sample = space.random(3)
+    sample.update({"blocks/0/layers/repeat": 1, "blocks/0/layers/0/kernel": "3x3x3", "blocks/0/layers/0/expand": 16})
+    arch = space.freeze(sample)
+    supernet.zero_grad(set_to_none=True)
+    supernet(torch.randn(2, 3, 4, 32, 32), arch).sum().backward()
+    grads = {n: p.grad for n, p in supernet.named_parameters()}
+    assert grads["blocks.0.0.feature.3x3x3.conv.weight"] is not None
+    assert grads["blocks.0.0.feature.1x3x3.conv.weight"] is None  # other kernels: own weights, untouched
+    assert grads["blocks.0.1.expansion.conv.weight"] is None  # skipped layer
+    exp = grads["blocks.0.0.expansion.conv.weight"]
+    assert exp[:16].abs().sum() > 0 and exp[16:].abs().sum() == 0  # filter-wise: first 16 channels only
+    supernet.zero_grad(set_to_none=True)
+
+
+def test_masked_l2_counts_active_conv_weights_only(supernet: Supernet) -> None:
+    space = tiny_space()
+    arch = space.freeze(space.random(5))
+    params = dict(supernet.named_parameters())
+    expected = sum(params[n][tuple(slice(0, k) for k in shape)].pow(2).sum()
+                   for n, shape in supernet.slices(arch) if len(shape) > 1)
+    torch.testing.assert_close(supernet.l2(arch), expected)
+    # the standalone model's conv/linear weights are exactly these slices
+    model = supernet.extract(arch)
+    standalone = sum(p.pow(2).sum() for p in model.parameters() if p.ndim > 1)
+    torch.testing.assert_close(supernet.l2(arch).detach(), standalone.detach())
+    assert supernet.l2(arch) < sum(p.pow(2).sum() for p in supernet.parameters() if p.ndim > 1)
+
+
+def test_op_warmup_averages_every_kernel(supernet: Supernet) -> None:
+    space = tiny_space()
+    sample = space.random(0)
+    sample["blocks/0/layers/repeat"] = 1
+    x = torch.randn(2, 3, 4, 32, 32)
+    outs = []
+    for k in ("1x3x3", "3x3x3", "5x1x1"):
+        outs.append(supernet(x, space.freeze({**sample, "blocks/0/layers/0/kernel": k})))
+    mixed = supernet(x, Path.of(space.freeze(sample), mixed=[(0, 0)]))
+    assert mixed.shape == outs[0].shape
+    assert all(not torch.allclose(mixed, o) for o in outs)  # the mixed op is none of the single ones
+    names = {n for n, _ in supernet.slices(Path.of(space.freeze(sample), mixed=[(0, 0)]))}
+    assert {f"blocks.0.0.feature.{k}.conv.weight" for k in ("1x3x3", "3x3x3", "5x1x1")} <= names
+    assert kernel_positions(space)["blocks/0/layers/2/kernel"] == [(0, 2)]
+
+
+def test_errors_name_the_field(supernet: Supernet) -> None:
+    other = Arch.from_dict({**tiny_space().freeze(tiny_space().random(0)).to_dict(), "classes": 9})
+    with pytest.raises(ValueError, match="classes: got 9"):
+        supernet(torch.randn(1, 3, 4, 32, 32), other)
+    doc = tiny_space().freeze(tiny_space().random(0)).to_dict()
+    doc["blocks"][0]["layers"][0]["kernel"] = "7x1x1"
+    with pytest.raises(ValueError, match="blocks/0/layers/0/kernel: got '7x1x1'"):
+        supernet.extract(Arch.from_dict(doc))
+    with pytest.raises(ValueError, match="space.family"):
+        Supernet(nas.load_space("x3d"))
