@@ -233,7 +233,7 @@ class RayEvaluator:
             return
         self.log_dir.mkdir(parents=True, exist_ok=True)
         common = dict(include_dashboard=False, log_to_driver=False, configure_logging=True,
-                      logging_level=logging.WARNING)
+                      logging_level=logging.ERROR)
         if self.address:
             ray.init(address=self.address, **common)
         else:
@@ -302,7 +302,7 @@ class RayEvaluator:
         tuner = tune.Tuner(
             tune.with_resources(_trainable, resources),
             param_space={"job": tune.grid_search(jobs)},
-            tune_config=tune.TuneConfig(num_samples=1, scheduler=scheduler,
+            tune_config=tune.TuneConfig(num_samples=1, scheduler=scheduler, reuse_actors=True,
                                         trial_dirname_creator=lambda t: f"trial-{t.config['job']['index']}",
                                         **tune_kwargs),
             run_config=tune.RunConfig(
