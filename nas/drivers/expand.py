@@ -133,7 +133,8 @@ def _variable(axis: str) -> str:
 
 def _moved(doc: dict, axis: str, value: float, span: int, bounds: dict[str, tuple[float, float]]) -> dict:
     """``doc`` with ``axis`` moved so that its variable equals ``value`` (other factors untouched)."""
-    new = json.loads(json.dumps(doc))
+    new = dict(doc)  # only the factors change: copy them, share the rest (never mutated)
+    new["factors"] = dict(doc["factors"])
     factors, base = new["factors"], new["base"]
     if axis not in ("frame_stride", "frames"):
         factors[axis] = value
@@ -157,17 +158,23 @@ def _moved(doc: dict, axis: str, value: float, span: int, bounds: dict[str, tupl
     return new
 
 
-def _first_true(pred: Callable[[float], bool], lo: float, hi: float) -> float:
-    """Smallest ``v`` in ``(lo, hi]`` with ``pred(v)``, to float precision (``pred`` monotone, ``pred(hi)``)."""
+def _bracket(pred: Callable[[float], bool], lo: float, hi: float) -> tuple[float, float]:
+    """``(a, b)`` with ``a < b`` close together, ``pred(b)`` true and (unless ``a == lo``) ``pred(a)``
+    false: the threshold of a monotone ``pred`` on ``[lo, hi]`` (``pred(hi)`` true), by bisection."""
     for _ in range(200):
         mid = 0.5 * (lo + hi)
-        if not lo < mid < hi:
+        if not lo < mid < hi or hi - lo <= 1e-11 * hi:
             break
         if pred(mid):
             hi = mid
         else:
             lo = mid
-    return hi
+    return lo, hi
+
+
+def _first_true(pred: Callable[[float], bool], lo: float, hi: float) -> float:
+    """Smallest ``v`` in ``(lo, hi]`` with ``pred(v)``, to ~1e-11 relative (``pred`` monotone, ``pred(hi)``)."""
+    return _bracket(pred, lo, hi)[1]
 
 
 def _simplest_in(lo: float, hi: float, ok: Callable[[float], bool]) -> float:
@@ -211,9 +218,8 @@ def solve_axis(doc: dict, axis: str, target_macs: float, *, low: float, high: fl
     elif m_low >= target_macs:
         levels = [m_low]
     else:  # bracket the target: the first level >= target and the one just below it
-        t = _first_true(lambda v: macs_at(v) >= target_macs, low, high)
-        below = macs_at(max(low, t - max(abs(t), 1.0) * 1e-12))
-        levels = [m for m in (macs_at(t), below) if m > 0]
+        below, t = _bracket(lambda v: macs_at(v) >= target_macs, low, high)
+        levels = [m for m in (macs_at(t), macs_at(below)) if m > 0]
     level = min(levels, key=lambda m: (abs(math.log(m / target_macs)), m))
     # the interval of the variable that gives exactly this level
     a = low if macs_at(low) >= level else _first_true(lambda v: macs_at(v) >= level, low, high)
