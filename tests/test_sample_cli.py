@@ -1,0 +1,101 @@
+"""``xnas sample`` / ``plot`` / ``report`` end to end, in-process trials scored by named formulas; the
+crash/resume test runs the CLI in a subprocess that the fault-injection switch kills."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas
+import pytest
+
+from nas.cli import main
+from nas.runs import FAULT_EXIT_CODE
+
+FAST = ["--executor", "local", "--evaluator", "formula", "--no-progress"]
+
+
+def _sample(tmp_path, *extra: str) -> int:
+    return main(["sample", "--runs-dir", str(tmp_path), *FAST, *extra])
+
+
+def test_nsga2_writes_run_directory_plot_and_report(tmp_path, capsys):
+    assert _sample(tmp_path, "--space", "x3d", "--strategy", "nsga2", "--trials", "8", "--name", "n",
+                   "--baselines", "x3d-xs,x3d-s", "--json") == 0
+    summary = json.loads(capsys.readouterr().out)
+    run = tmp_path / "n"
+    for name in ("config.json", "study.db", "results.csv", "run.log", "plots/pareto.png", "plots/pareto.svg"):
+        assert (run / name).is_file(), name
+    table = pandas.read_csv(run / "results.csv")
+    assert len(table) == 10  # 8 sampled + 2 baselines
+    assert summary["evaluated"] == 10 and summary["pareto"]
+    assert sorted(table[table["tags"].str.contains("baseline")]["name"]) == ["x3d-s", "x3d-xs"]
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["objectives"] == ["top1", "gflops"] and config["evaluator"] == "formula:saturating"
+    assert main(["report", str(run), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["pareto"] == summary["pareto"]
+    gflops = [r["gflops"] for r in report["pareto"]]
+    top1 = [r["top1"] for r in report["pareto"]]
+    assert gflops == sorted(gflops) and top1 == sorted(top1)  # a front: more cost, more accuracy
+    (run / "plots" / "pareto.png").unlink()
+    assert main(["plot", str(run), "--baselines", "x3d-m"]) == 0
+    assert (run / "plots" / "pareto.png").is_file()
+
+
+def test_tpe_with_target_uses_the_absolute_reward(tmp_path):
+    from nas.integrations.optuna_study import abs_reward
+
+    assert _sample(tmp_path, "--space", "movinet", "--strategy", "tpe", "--trials", "5", "--batch", "2",
+                   "--target-gflops", "0.5", "--name", "t") == 0
+    import optuna
+
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path / 't' / 'study.db'}")
+    assert len(study.trials) == 5
+    for trial in study.trials:
+        attrs = trial.user_attrs
+        table = pandas.read_csv(tmp_path / "t" / "results.csv").set_index("hash")
+        assert trial.value == pytest.approx(abs_reward(table.loc[attrs["hash"], "top1"], attrs["gflops"], 0.5))
+
+
+def test_usage_errors_are_one_line(tmp_path, capsys):
+    assert _sample(tmp_path, "--space", "x3d", "--trials", "2", "--formula", "nope") == 2
+    assert "--formula: got 'nope'; allowed:" in capsys.readouterr().err
+    assert _sample(tmp_path, "--space", "x3d", "--trials", "2", "--name", "x", "--resume") == 2
+    assert "--resume: no run 'x'" in capsys.readouterr().err
+    assert _sample(tmp_path, "--space", "x3d", "--trials", "2", "--name", "y") == 0
+    assert _sample(tmp_path, "--space", "x3d", "--trials", "2", "--name", "y", "--seed", "1") == 2
+    assert "config.seed: got 1 but run 'y' was made with 0" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "missing")]) == 2
+
+
+def _cli(tmp_path, name: str, *extra: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "nas.cli", "sample", "--runs-dir", str(tmp_path), *FAST, "--space", "x3d",
+           "--strategy", "tpe", "--trials", "9", "--batch", "2", "--formula", "saturating-nan", "--name", name,
+           *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+def test_crash_and_resume_end_like_an_uninterrupted_run(tmp_path):
+    killed = _cli(tmp_path, "a", "--fail-after-trials", "3")
+    assert killed.returncode == FAULT_EXIT_CODE, killed.stderr
+    assert len(pandas.read_csv(tmp_path / "a" / "results.csv")) == 3
+    resumed = _cli(tmp_path, "a", "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stderr.count("evaluating") >= 1 and "resumed run a (3 results on file)" in resumed.stderr
+    straight = _cli(tmp_path, "b")
+    assert straight.returncode == 0, straight.stderr
+    a = pandas.read_csv(tmp_path / "a" / "results.csv")
+    b = pandas.read_csv(tmp_path / "b" / "results.csv")
+    assert len(a) == len(b) == 9  # no trial redone, none missing
+    assert a["hash"].is_unique
+    cols = ["trial", "hash", "top1", "status", "reason", "gflops", "step"]
+    pandas.testing.assert_frame_equal(a[cols], b[cols])
+    assert (a["status"] == "failed").any()  # NaN trials are recorded as failed, the run went on
+    import optuna
+
+    def values(name):
+        study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path / name / 'study.db'}")
+        return [(t.number, t.state.name, t.value, t.params) for t in study.trials]
+
+    assert values("a") == values("b")
