@@ -99,6 +99,13 @@ def cmd_expand(args: argparse.Namespace) -> int:
     except ExpandError as err:  # name the flag, not the driver field
         flag = "--" + (err.field or "").replace("_", "-")
         raise UsageError(str(err).replace(f"expand.{err.field}", flag, 1)) from None
+    if args.evaluator == "formula":  # before the run directory is made
+        from nas.formulas import get_formula
+
+        try:
+            get_formula(args.formula)
+        except ValueError as err:
+            raise UsageError(str(err).replace("evaluator.formula", "--formula")) from None
     config = {"start": start.hash, "start_name": start.name, **{k: (list(v) if isinstance(v, tuple) else v)
                                                                for k, v in settings.items()}}
     run, evaluator = open_run(args, driver="expand", config=config)

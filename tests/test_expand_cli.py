@@ -1,0 +1,92 @@
+"""``xnas expand`` end to end with the ``x3d-factors`` formula (no training): outputs, resume after a
+crash, and one-line errors for bad flags."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.cli import main
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMULA = ["--executor", "local", "--evaluator", "formula", "--no-progress"]
+
+
+def _xnas(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-m", "nas.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=ROOT, timeout=300)
+
+
+def test_expand_formula_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["expand", "--target-gflops", "0.6", "--runs-dir", str(tmp_path), "--name", "t", *FORMULA])
+    out = capsys.readouterr().out
+    assert code == 0
+    run = tmp_path / "t"
+    summary = json.loads((run / "expand.json").read_text())
+    assert summary["landed"] and abs(summary["final"]["gflops"] / 0.6 - 1) <= 0.03
+    assert [p["axis"] for p in summary["path"]][1:] == ["frame_stride", "frame_stride", "bottleneck", "spatial", "depth"]
+    rows = list(csv.DictReader((run / "trajectory.csv").open()))
+    assert len(rows) == 1 + 5 * 6
+    for name in ["expand-step-00-start", "expand-step-05-depth", "expand-final"]:
+        assert (run / "archs" / f"{name}.yaml").is_file()
+    assert (run / "plots" / "expansion.png").is_file() and (run / "plots" / "pareto.png").is_file()
+    assert "final: 0.6010 GFLOPs" in out and "multiply-adds" in out and "trajectory.csv" in out
+    # every candidate is in the run's results table, once
+    results = list(csv.DictReader((run / "results.csv").open()))
+    assert len(results) == len({r["hash"] for r in results}) == 31
+
+
+def test_resume_after_crash_does_not_redo_finished_trials(tmp_path: Path) -> None:
+    args = ["expand", "--target-gflops", "0.6", "--runs-dir", str(tmp_path), "--name", "r", *FORMULA]
+    crashed = _xnas(*args, "--fail-after-trials", "12")
+    from nas.runs import FAULT_EXIT_CODE
+
+    assert crashed.returncode == FAULT_EXIT_CODE, crashed.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "r" / "results.csv").open()))
+    assert len(rows) == 12
+    done = _xnas(*args, "--resume")
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = list(csv.DictReader((tmp_path / "r" / "results.csv").open()))
+    assert len(rows) == len({r["hash"] for r in rows}) == 31  # the 12 finished ones were not redone
+    # the start and step 1 come from the results on file; step 2 had 5 of its 6 done before the crash
+    assert done.stderr.count("[r] evaluating ") == 4 and "evaluating 1 architecture(s) (5 cached)" in done.stderr
+    summary = json.loads((tmp_path / "r" / "expand.json").read_text())
+    assert summary["landed"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--target-gflops", "0.01"], "xnas: error: --target-gflops: got 0.01; allowed: a number above the start's cost"),
+    (["--target-gflops", "1", "--axes", "frames,height"], "xnas: error: --axes: got 'height'; allowed: a comma-separated subset of frame_stride,frames,spatial,width,bottleneck,depth"),
+    (["--target-gflops", "1", "--criterion", "best"], "xnas: error: --criterion: got 'best'; allowed: one of gain-per-log-cost, gain-per-gflop, accuracy"),
+    (["--target-gflops", "1", "--rate", "0.5"], "xnas: error: --rate: got 0.5"),
+    (["--target-gflops", "1", "--from", "movinet-a0"], "xnas: error: --from: got 'movinet-a0'; allowed: an architecture with the six X3D factors"),
+    (["--target-gflops", "1", "--from", "nope"], "xnas: error: --from: "),
+    (["--target-gflops", "1", "--formula", "nope"], "xnas: error: --formula: got 'nope'"),
+])
+def test_bad_flags(tmp_path: Path, capsys: pytest.CaptureFixture, flags: list[str], message: str) -> None:
+    code = main(["expand", *flags, "--runs-dir", str(tmp_path), *FORMULA])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(message) and err.count("\n") == 1, err
+
+
+def test_resume_without_a_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["expand", "--target-gflops", "1", "--runs-dir", str(tmp_path), "--name", "none", "--resume", *FORMULA])
+    assert code == 2 and "--resume: no run 'none'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_expand_through_ray_with_the_formula(tmp_path: Path) -> None:
+    """The default executor (local Ray) with the formula inside the trials: same path as in-process."""
+    done = _xnas("expand", "--target-gflops", "0.3", "--runs-dir", str(tmp_path), "--name", "ray",
+                 "--evaluator", "formula", "--no-progress")
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "ray" / "expand.json").read_text())
+    assert [p["axis"] for p in summary["path"]][1:] == ["frame_stride", "frame_stride", "bottleneck", "spatial"]
+    assert summary["landed"]
