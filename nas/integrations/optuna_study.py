@@ -25,7 +25,11 @@ import logging
 import math
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+import sqlite3
+
 import optuna
+import sqlalchemy
+import sqlalchemy.event
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState
 
@@ -40,6 +44,18 @@ __all__ = ["Study", "OBJECTIVES", "ABS_REWARD_BETA", "abs_reward", "make_sampler
            "distributions", "encode_value", "decode_sample"]
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@sqlalchemy.event.listens_for(sqlalchemy.engine.Engine, "connect")
+def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
+    """SQLite studies in WAL mode with ``synchronous=NORMAL``: a commit no longer waits for an fsync
+    (Optuna commits once per suggested parameter: 134 of them per MoViNet trial), yet a killed process
+    loses nothing committed -- only a power cut could lose the last transactions."""
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
 logging.getLogger("optuna").setLevel(logging.WARNING)
 
 # objective name -> Optuna direction

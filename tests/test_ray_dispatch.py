@@ -1,0 +1,172 @@
+"""Trials on Ray Tune. Ray start-up costs seconds on a small machine, so the default suite shares one
+local Ray session (module fixture) between two tests; the cluster-joining (``ray start --head`` +
+``--address``) and ASHA tests are slow-marked."""
+from __future__ import annotations
+
+import math
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas
+import pytest
+
+from nas import load_space
+from nas.dsl import Space
+from nas.evaluator import FormulaEvaluator
+from nas.formulas import get_formula
+from nas.proxy import Proxy
+from nas.runs import Run
+
+TINY_SPACE = """
+xnas: 1
+kind: space
+name: tiny
+family: movinet
+classes: 5
+clip: {frames: 4, frame_stride: {choice: [1, 2]}, crop: 32}
+activation: swish
+gating: sigmoid
+stem: {width: {choice: [8, 16], label: narrow}, kernel: 1x3x3, stride: [1, 2, 2]}
+blocks:
+  - width: {choice: [8, 16], label: narrow}
+    stride: [1, 2, 2]
+    layers:
+      repeat: {choice: [1, 2]}
+      each: {kernel: {choice: [1x3x3, 3x3x3]}, expand: {range: [16, 32], step: 8}}
+head: {project: 32, width: 64, dropout: 0.0}
+"""
+TINY_PROXY = Proxy(steps=2, batch_size=4, size_scale=0.5, train_clips=16, val_clips=8, warmup_steps=0,
+                   checkpoint_every=1, layout="channels_first")
+
+
+@pytest.fixture(scope="module")
+def ray_session(tmp_path_factory):
+    from nas.integrations import ray_tune  # noqa: F401  (sets Ray's environment before ray is imported)
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    temp = Path(f"/tmp/xnas-test-ray-{os.getpid()}")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(temp),
+             object_store_memory=100 * 1024**2, logging_level="error")
+    yield ray
+    ray.shutdown()
+
+
+def _archs(space, n, seed=0):
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        arch = space.freeze(space.random(rng))
+        if arch not in out:
+            out.append(arch)
+    return out
+
+
+def test_formula_trials_on_ray_match_in_process_and_record(ray_session, tmp_path, capsys):
+    from nas.integrations.ray_tune import RayEvaluator
+
+    space = load_space("movinet")
+    pool = _archs(space, 40)
+    archs = [a for a in pool if a.hash[0] in "0123"][:1] + [a for a in pool if a.hash[0] not in "0123"][:3]
+    run = Run.open("r", driver="test", config={"space": "movinet"}, root=tmp_path)
+    ray_eval = RayEvaluator("synthetic", TINY_PROXY, 0, log_dir=run.dir / "ray",
+                            evaluator_spec={"kind": "formula", "name": "saturating-nan"})
+    results = run.evaluator(ray_eval).evaluate(archs, [{"step": 1}] * 4)
+    local = FormulaEvaluator(get_formula("saturating-nan"), "saturating-nan").evaluate(archs)
+    assert [r.status for r in results] == [r.status for r in local] == ["failed", "ok", "ok", "ok"]
+    assert [r.top1 for r in results[1:]] == [r.top1 for r in local[1:]]
+    assert results[0].reason == "score is nan"  # the NaN trial is failed with its reason; the batch went on
+    table = run.results()
+    assert list(table["hash"]) == [a.hash for a in archs] and len(run.study.trials()) == 4
+    err = capsys.readouterr().err
+    assert "[ray] 4/4 done, 0 running, 1 failed; best top-1" in err  # the concise progress line
+    assert "Trial status" not in err and "+----" not in err  # no Tune status tables
+    assert (run.dir / "ray" / "tune").is_dir()
+    # the same evaluation key as in-process: switching executors on resume hits the cache
+    inner = FormulaEvaluator(get_formula("saturating-nan"), "saturating-nan")
+    run.evaluator(inner).evaluate(archs)
+    assert inner.calls == []
+
+
+def test_real_training_trial_on_ray(ray_session, tmp_path):
+    from nas.integrations.ray_tune import RayEvaluator
+
+    space = Space.from_yaml(TINY_SPACE)
+    arch = _archs(space, 1)[0]
+    run = Run.open("t", driver="test", config={"space": "tiny"}, root=tmp_path)
+    run.register_space(space)
+    evaluator = RayEvaluator("synthetic", TINY_PROXY, 3, log_dir=run.dir / "ray", progress=False)
+    (result,) = run.evaluator(evaluator).evaluate([arch])
+    assert result.status == "ok", result.reason
+    assert result.steps == 2 and 0 <= result.top1 <= 100 and result.seed == 3
+    assert result.proxy_hash == TINY_PROXY.hash and result.gflops == arch.cost().gflops
+    row = run.results().iloc[0]
+    assert row["top1"] == result.top1 and row["eval_key"] == evaluator.cache_key
+    trial = run.study.trials()[0]
+    from nas.integrations.optuna_study import decode_sample
+
+    assert space.freeze(decode_sample(space, trial["params"])) == arch  # params = the DSL sample
+    assert not list((run.dir / "ray" / "checkpoints").glob("*.pt"))  # mid-trial checkpoint removed once recorded
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_join_a_cluster_started_on_loopback(tmp_path):
+    """``ray start --head`` on loopback, then ``xnas sample --address`` joins it (a separate process)."""
+    ray_bin = Path(sys.executable).parent / "ray"
+    port = _free_port()
+    temp = Path(f"/tmp/xnas-head-{os.getpid()}")
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}",
+                             "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
+                             "--disable-usage-stats", f"--temp-dir={temp}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(1)
+        cmd = [sys.executable, "-m", "nas.cli", "sample", "--space", "x3d", "--trials", "3", "--evaluator",
+               "formula", "--address", f"127.0.0.1:{port}", "--runs-dir", str(tmp_path), "--name", "c"]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+        table = pandas.read_csv(tmp_path / "c" / "results.csv")
+        assert len(table) == 3 and set(table["status"]) == {"ok"}
+        assert "3/3 done" in done.stderr
+    finally:
+        os.killpg(head.pid, 15)  # ray start --block stops the processes it started
+        head.wait(timeout=60)
+
+
+@pytest.mark.slow
+def test_asha_stops_or_finishes_every_trial(ray_session, tmp_path):
+    from nas.integrations.ray_tune import RayEvaluator
+
+    space = Space.from_yaml(TINY_SPACE)
+    archs = _archs(space, 4, seed=1)
+    proxy = Proxy(steps=6, batch_size=4, size_scale=0.5, train_clips=16, val_clips=8, warmup_steps=0,
+                  checkpoint_every=1, layout="channels_first")
+    run = Run.open("a", driver="test", config={"space": "tiny"}, root=tmp_path)
+    evaluator = RayEvaluator("synthetic", proxy, 0, scheduler="asha", log_dir=run.dir / "ray")
+    results = run.evaluator(evaluator).evaluate(archs)
+    assert {r.status for r in results} <= {"ok", "pruned"}
+    assert any(r.status == "ok" and r.steps == 6 for r in results)
+    for r in results:
+        if r.status == "pruned":
+            assert r.reason.startswith("stopped early by ASHA") and r.steps < 6 and math.isfinite(r.loss)
+    states = {t["state"] for t in run.study.trials()}
+    assert states <= {"COMPLETE", "PRUNED"}
