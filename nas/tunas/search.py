@@ -1,0 +1,422 @@
+"""The TuNAS search loop: one weight-sharing supernet, one REINFORCE controller, one cost target.
+
+Each step (§1.4 of ``shared/reference/tunas.md``):
+
+1. the controller samples an architecture, with the op / filter / depth warm-ups applied;
+2. **shared weights**: that architecture on a training batch, cross-entropy (label smoothing 0.1)
+   plus the masked L2 of the weights it used, one optimiser step (cosine schedule, linear warm-up
+   over the first 2.5 %);
+3. **then** the same architecture on a separate, larger **held-out batch** (``val_multiplier`` x
+   the batch; synthetic data: a training split drawn with another seed, as TuNAS holds out part of
+   ImageNet-train; real videos: the validation split): Q = its top-1 fraction, BN on batch statistics;
+4. reward ``R = Q + beta * |cost / target - 1|`` with the exact analytic GFLOPs, REINFORCE update.
+
+The final architecture is the argmax of every choice. Everything needed to continue exactly --
+supernet weights, both optimisers' states, policy logits, Adam moments, the EMA baseline, every RNG
+state, the step and the trajectory so far -- is checkpointed together, atomically, so an interrupted
+search resumed from its checkpoint ends with the same policy as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import csv
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nas.cost import GFLOPS_NOTE
+from nas.dsl.arch import Arch
+from nas.dsl.space import Space
+from nas.families.movinet import resolve
+from nas.tunas.controller import REWARDS, Controller, warmup_probability
+from nas.tunas.supernet import SEARCH_FIXED_PREFIXES, Path as NetPath, Supernet, kernel_positions
+
+__all__ = ["SearchConfig", "SearchResult", "run_search", "default_fixed", "TRAJECTORY_COLUMNS"]
+
+TRAJECTORY_COLUMNS = ("step", "loss", "q", "reward", "baseline", "advantage", "rl_lr", "warmup_p", "entropy",
+                      "sampled_gflops", "expected_gflops", "argmax_gflops", "target_gflops", "wall_s")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Everything that decides a search's result (its hash names the checkpoint it may resume).
+
+    Attributes:
+        target_gflops: the cost target T0 (GFLOPs = multiply-adds x 1e-9 at the fixed clip).
+        fixed: values of the choices the search does not decide: the clip (the supernet trains at
+            one input size) and the head dropout.
+        steps: search steps T (one architecture per step).
+        batch_size: training clips per step; the held-out batch is ``val_multiplier`` x larger.
+        val_multiplier: TuNAS: 4.
+        size_scale: the supernet trains at ``round(crop * size_scale)`` pixels (costs stay full-size).
+        lr: peak learning rate of the shared weights (Adam; see ``optimizer``).
+        optimizer: ``adam`` (default: a few hundred CPU steps) or ``rmsprop_tf`` (TuNAS's RMSProp,
+            decay 0.9, momentum 0.9, epsilon 1.0 inside the square root, for long searches).
+        weight_decay: masked L2 coefficient in the loss (TuNAS 4e-5; ``wd / 2 * sum(w**2)``).
+        label_smoothing: cross-entropy label smoothing (TuNAS 0.1).
+        rl_lr: base learning rate of the controller (Adam beta1 = 0; x10 by the end).
+        beta: the reward's cost exponent (abs: -0.10).
+        reward: ``abs`` (TuNAS), ``mnas`` or ``mnas_hard``.
+        warmup_fraction: op / filter warm-up fraction and RL delay (TuNAS 0.25).
+        task: synthetic task; train_clips / heldout_clips: synthetic split sizes.
+        seed: seeds the supernet init, the batches and the controller.
+        expected_samples: Monte-Carlo draws for the logged expected cost.
+        log_every: steps between trajectory rows; checkpoint_every: steps between checkpoints.
+    """
+
+    target_gflops: float
+    fixed: Mapping[str, Any] = field(default_factory=dict)
+    steps: int = 120
+    batch_size: int = 8
+    val_multiplier: int = 4
+    size_scale: float = 0.125
+    lr: float = 3e-3
+    optimizer: str = "adam"
+    weight_decay: float = 4e-5
+    label_smoothing: float = 0.1
+    rl_lr: float = 0.05
+    beta: float = -0.10
+    reward: str = "abs"
+    warmup_fraction: float = 0.25
+    task: str = "mixed"
+    train_clips: int = 512
+    heldout_clips: int = 256
+    seed: int = 0
+    expected_samples: int = 32
+    log_every: int = 5
+    checkpoint_every: int = 30
+
+    def __post_init__(self) -> None:
+        checks = [
+            ("target_gflops", self.target_gflops, self.target_gflops > 0 and math.isfinite(self.target_gflops),
+             "a positive number"),
+            ("steps", self.steps, self.steps >= 1, "an integer >= 1"),
+            ("batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1"),
+            ("val_multiplier", self.val_multiplier, self.val_multiplier >= 1, "an integer >= 1"),
+            ("size_scale", self.size_scale, 0 < self.size_scale <= 1, "a number in (0, 1]"),
+            ("lr", self.lr, self.lr > 0, "a positive number"),
+            ("optimizer", self.optimizer, self.optimizer in ("adam", "rmsprop_tf"), "adam or rmsprop_tf"),
+            ("weight_decay", self.weight_decay, self.weight_decay >= 0, "a number >= 0"),
+            ("rl_lr", self.rl_lr, self.rl_lr >= 0, "a number >= 0"),
+            ("reward", self.reward, self.reward in REWARDS, "one of " + ", ".join(REWARDS)),
+            ("warmup_fraction", self.warmup_fraction, 0 <= self.warmup_fraction < 1, "a number in [0, 1)"),
+            ("log_every", self.log_every, self.log_every >= 1, "an integer >= 1"),
+            ("checkpoint_every", self.checkpoint_every, self.checkpoint_every >= 1, "an integer >= 1"),
+        ]
+        for name, value, ok, allowed in checks:
+            if not ok:
+                raise ValueError(f"search.{name}: got {value!r}; allowed: {allowed}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready fields."""
+        d = dataclasses.asdict(self)
+        d["fixed"] = dict(self.fixed)
+        return d
+
+    @property
+    def hash(self) -> str:
+        """Content hash (names the checkpoint a rerun may resume)."""
+        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class SearchResult:
+    """What a search produced."""
+
+    argmax: Arch
+    top_k: list[Arch]
+    trajectory: list[dict[str, Any]]
+    policy: dict[str, list[float]]
+    dir: Path
+    steps_done: int
+    wall_s: float
+    step_s: float
+
+    @property
+    def finished(self) -> bool:
+        """Whether every step ran (False when stopped early)."""
+        return bool(self.trajectory) and self.steps_done >= int(self.trajectory[-1].get("total_steps", 0))
+
+
+def default_fixed(space: Space, clip: tuple[int, int, int] | None = None, dropout: float | None = None) -> dict[str, Any]:
+    """Values for the choices a search does not decide (labels under :data:`SEARCH_FIXED_PREFIXES`).
+
+    ``clip`` = (frames, frame_stride, crop) and ``dropout`` override; otherwise each takes its
+    default (first) value. Raises ValueError naming the label if a value is not allowed.
+    """
+    dims = space.dims()
+    given = {}
+    if clip is not None:
+        given.update({"clip/frames": clip[0], "clip/frame_stride": clip[1], "clip/crop": clip[2]})
+    if dropout is not None:
+        given["head/dropout"] = dropout
+    fixed = {}
+    for label, choice in dims.items():
+        if label.startswith(SEARCH_FIXED_PREFIXES):
+            value = given.pop(label, choice.default)
+            if not choice.admits(value):
+                raise ValueError(f"{label}: got {value!r}; allowed: {choice.allowed()}")
+            fixed[label] = choice.normalise(value)
+    for label, value in given.items():  # the space fixes it already: it must agree
+        path = label.split("/")
+        node: Any = space.doc
+        for key in path:
+            node = node[key]
+        if node != value:
+            raise ValueError(f"{label}: got {value!r}; allowed: {node!r} (fixed by space {space.name!r})")
+    return fixed
+
+
+class _Data:
+    """Training and held-out splits at the search clip, as uint8 arrays, with per-step batches."""
+
+    def __init__(self, data: str, space: Space, fixed: Mapping[str, Any], cfg: SearchConfig) -> None:
+        from nas.proxy import Proxy
+        from nas.train import make_data
+
+        probe = space.freeze({**space.default(), **fixed})
+        proxy = Proxy(size_scale=cfg.size_scale, task=cfg.task, train_clips=cfg.train_clips,
+                      val_clips=cfg.heldout_clips, batch_size=cfg.batch_size)
+        train, val, self.description = make_data(data, probe, proxy, cfg.seed)
+        if data == "synthetic":
+            # TuNAS holds part of the training set out for the controller: a training split drawn with
+            # another seed (disjoint clips), never the validation split the proxy reports on
+            held, _, _ = make_data(data, probe, dataclasses.replace(proxy, train_clips=cfg.heldout_clips), cfg.seed + 1)
+        else:
+            held = val
+        self.num_classes = train.num_classes
+        self.train = self._arrays(train)
+        self.held = self._arrays(held)
+        self.cfg = cfg
+
+    @staticmethod
+    def _arrays(split: Any) -> tuple[np.ndarray, np.ndarray]:
+        items = [split[i] for i in range(len(split))]
+        clips = np.stack([c[0] for c, _ in items])  # first view: (N, T, H, W, 3) uint8
+        labels = np.asarray([lab for _, lab in items], dtype=np.int64)
+        return clips, labels
+
+    def batch(self, which: str, step: int, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Batch ``step`` of a split: a fresh permutation per epoch, a function of (seed, split, epoch)."""
+        from nas.train import MEAN, STD
+
+        clips, labels = self.train if which == "train" else self.held
+        n = len(labels)
+        per_epoch = max(1, n // size)
+        epoch, pos = divmod(step, per_epoch)
+        order = np.random.default_rng([self.cfg.seed, 0 if which == "train" else 1, epoch]).permutation(n)
+        idx = order[pos * size: (pos + 1) * size] if n >= size else order
+        x = torch.from_numpy(np.ascontiguousarray(clips[idx])).permute(0, 4, 1, 2, 3).float()
+        x = x.div_(255.0).sub_(MEAN).div_(STD)
+        return x.contiguous(), torch.from_numpy(labels[idx])
+
+
+class _RMSpropTF(torch.optim.Optimizer):
+    """TF's RMSProp: ``ms = rho ms + (1 - rho) g^2``; ``mom = m mom + lr g / sqrt(ms + eps)``;
+    ``w -= mom`` (epsilon inside the square root, ``ms`` initialised to 1 as in TF 1.x)."""
+
+    def __init__(self, params: Any, lr: float, rho: float = 0.9, momentum: float = 0.9, eps: float = 1.0) -> None:
+        super().__init__(params, {"lr": lr, "rho": rho, "momentum": momentum, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> None:  # type: ignore[override]
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state["ms"] = torch.ones_like(p)
+                    state["mom"] = torch.zeros_like(p)
+                ms, mom = state["ms"], state["mom"]
+                ms.mul_(group["rho"]).addcmul_(p.grad, p.grad, value=1 - group["rho"])
+                mom.mul_(group["momentum"]).addcdiv_(p.grad, (ms + group["eps"]).sqrt(), value=group["lr"])
+                p.sub_(mom)
+
+
+def _lr_factor(step: int, total: int) -> float:
+    """TuNAS: linear warm-up over 2.5 % of the steps, then cosine to zero."""
+    warm = max(1, round(0.025 * total))
+    if step < warm:
+        return (step + 1) / warm
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # atomic: a crash mid-write never leaves a truncated checkpoint
+
+
+class _Progress:
+    def __init__(self, enabled: bool, total: int, label: str) -> None:
+        self.enabled, self.total, self.label, self.t0 = enabled, total, label, time.perf_counter()
+
+    def update(self, step: int, row: Mapping[str, Any]) -> None:
+        if self.enabled:
+            rate = (time.perf_counter() - self.t0) / max(1, step)
+            print(f"\r{self.label}: step {step}/{self.total} loss {row['loss']:.3f} Q {row['q']:.2f} "
+                  f"sampled {row['sampled_gflops']:.3g} GFLOPs ({rate:.2f} s/step)  ", end="",
+                  file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        if self.enabled:
+            print(file=sys.stderr, flush=True)
+
+
+def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: str = "synthetic", top_k: int = 2,
+               progress: bool | None = None, log: Callable[[str], None] | None = None,
+               stop_after: int | None = None) -> SearchResult:
+    """Run (or resume, or reload a finished) TuNAS search and write its outputs under ``out_dir``.
+
+    Outputs: ``checkpoint.pt`` (everything needed to resume), ``argmax.yaml`` (the final
+    architecture, frozen), ``top_k/*.yaml``, ``trajectory.csv`` (one row per ``log_every`` steps),
+    ``policy.csv`` (probability of every value of every choice at those steps), ``policy.png``
+    (costs vs target, reward and Q, the policy's confidence per choice) and ``summary.json``.
+
+    Args:
+        space: a ``movinet``-family space.
+        cfg: the search configuration.
+        out_dir: the search's folder (a checkpoint there with the same configuration is resumed).
+        data: ``synthetic`` or a path to videos.
+        top_k: how many of the final policy's most probable architectures (besides the argmax) to return.
+        progress: a progress line on stderr (default: when stderr is a terminal).
+        log: where status lines go (default: stderr).
+        stop_after: stop after this many steps in total (checkpointing first) -- tests of resume.
+    """
+    log = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    fixed = dict(cfg.fixed)
+    torch.manual_seed(cfg.seed)
+    t_setup = time.perf_counter()
+    loaded = _Data(data, space, fixed, cfg)
+    supernet = Supernet(space, classes=loaded.num_classes)
+    if cfg.optimizer == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam(supernet.parameters(), lr=cfg.lr)
+    else:
+        opt = _RMSpropTF(supernet.parameters(), lr=cfg.lr)
+    ctrl = Controller(space, cfg.target_gflops, cfg.steps, fixed=fixed, lr=cfg.rl_lr, beta=cfg.beta,
+                      reward_kind=cfg.reward, warmup_fraction=cfg.warmup_fraction,
+                      rl_delay_fraction=cfg.warmup_fraction, seed=cfg.seed)
+    positions = kernel_positions(space)
+    trajectory: list[dict[str, Any]] = []
+    policy_rows: list[dict[str, Any]] = []
+    train_time, train_steps = 0.0, 0
+    start = 0
+    if ckpt_path.is_file():
+        state = torch.load(ckpt_path, weights_only=False)
+        if state.get("config_hash") == cfg.hash:
+            supernet.load_state_dict(state["supernet"])
+            opt.load_state_dict(state["optimizer"])
+            ctrl.load_state_dict(state["controller"])
+            torch.set_rng_state(state["torch_rng"])
+            trajectory, policy_rows = state["trajectory"], state["policy_rows"]
+            train_time, train_steps = state.get("train_time", 0.0), state.get("train_steps", 0)
+            start = state["step"]
+            log(f"search: resumed at step {start}/{cfg.steps} from {ckpt_path}")
+        else:
+            log(f"search: {ckpt_path} belongs to another configuration; starting afresh")
+    setup_s = time.perf_counter() - t_setup
+
+    def checkpoint(step: int) -> None:
+        _save(ckpt_path, {"config_hash": cfg.hash, "config": cfg.to_dict(), "step": step,
+                          "supernet": supernet.state_dict(), "optimizer": opt.state_dict(),
+                          "controller": ctrl.state_dict(), "torch_rng": torch.get_rng_state(),
+                          "trajectory": trajectory, "policy_rows": policy_rows,
+                          "train_time": train_time, "train_steps": train_steps})
+
+    bar = _Progress(sys.stderr.isatty() if progress is None else progress, cfg.steps, f"tunas @{cfg.target_gflops:g}")
+    t0 = time.perf_counter()
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    supernet.train()
+    for step in range(start, end):
+        sampled = ctrl.sample()
+        net = dataclasses.replace(resolve(sampled.arch.doc), classes=loaded.num_classes)
+        mixed = [p for label in sampled.mixed_labels for p in positions.get(label, ())]
+        path = NetPath(net, frozenset(mixed))
+        # 1. shared weights on a training batch
+        t_step = time.perf_counter()
+        x, y = loaded.batch("train", step, cfg.batch_size)
+        for group in opt.param_groups:
+            group["lr"] = cfg.lr * _lr_factor(step, cfg.steps)
+        logits = supernet(x, path)
+        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
+        if cfg.weight_decay:
+            loss = loss + 0.5 * cfg.weight_decay * supernet.l2(path)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        train_time += time.perf_counter() - t_step
+        train_steps += 1
+        # 2. then Q of the same architecture on a held-out batch (after the update)
+        xv, yv = loaded.batch("held", step, cfg.batch_size * cfg.val_multiplier)
+        with torch.no_grad():
+            q = float((supernet(xv, path).argmax(-1) == yv).float().mean())
+        # 3. REINFORCE
+        info = ctrl.update(sampled.indices, q, sampled.gflops)
+        done = step + 1
+        row = {"step": done, "loss": float(loss.detach()), "q": q, **info,
+               "warmup_p": warmup_probability(step, cfg.steps, cfg.warmup_fraction),
+               "sampled_gflops": sampled.gflops, "target_gflops": cfg.target_gflops,
+               "total_steps": cfg.steps}
+        if done % cfg.log_every == 0 or done == cfg.steps:
+            row["expected_gflops"] = ctrl.expected_cost(cfg.expected_samples, seed=done)
+            row["argmax_gflops"] = ctrl.cost(ctrl.argmax_arch())
+            for label, probs in ctrl.policy.probs().items():
+                for value, p in zip(ctrl.policy.values[label], probs):
+                    policy_rows.append({"step": done, "label": label, "value": value, "prob": p})
+        row["wall_s"] = time.perf_counter() - t0
+        trajectory.append(row)
+        bar.update(done, row)
+        if done % cfg.checkpoint_every == 0 or done == end:
+            checkpoint(done)
+    bar.close()
+    steps_done = max(start, end)
+    wall = time.perf_counter() - t0
+    argmax = ctrl.argmax_arch(name=f"{space.name}-tunas-{cfg.target_gflops:g}")
+    top = ctrl.top_k(top_k, seed=cfg.seed, exclude=[argmax.hash])
+    top = [a.renamed(f"{space.name}-tunas-{cfg.target_gflops:g}-top{i + 1}") for i, a in enumerate(top)]
+    result = SearchResult(argmax=argmax, top_k=top, trajectory=trajectory, policy=ctrl.policy.probs(), dir=out,
+                          steps_done=steps_done, wall_s=wall, step_s=train_time / max(1, train_steps))
+    _write_outputs(result, cfg, policy_rows, setup_s)
+    return result
+
+
+def _write_outputs(result: SearchResult, cfg: SearchConfig, policy_rows: list[dict[str, Any]], setup_s: float) -> None:
+    out = result.dir
+    result.argmax.save(out / "argmax.yaml")
+    for i, arch in enumerate(result.top_k):
+        arch.save(out / "top_k" / f"top{i + 1}.yaml")
+    with open(out / "trajectory.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=TRAJECTORY_COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for row in result.trajectory:
+            w.writerow({k: row.get(k, "") for k in TRAJECTORY_COLUMNS})
+    with open(out / "policy.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=("step", "label", "value", "prob"))
+        w.writeheader()
+        w.writerows(policy_rows)
+    cost = result.argmax.cost().gflops
+    summary = {"target_gflops": cfg.target_gflops, "argmax": result.argmax.name, "argmax_hash": result.argmax.hash,
+               "argmax_gflops": cost, "argmax_off_target": cost / cfg.target_gflops - 1,
+               "top_k": [{"name": a.name, "hash": a.hash, "gflops": a.cost().gflops} for a in result.top_k],
+               "steps_done": result.steps_done, "steps": cfg.steps, "search_wall_s": result.wall_s,
+               "supernet_train_step_s": result.step_s, "setup_s": setup_s, "config": cfg.to_dict(),
+               "gflops_convention": GFLOPS_NOTE}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    if result.trajectory:
+        from nas.tunas.plots import policy_plot
+
+        policy_plot(result.trajectory, policy_rows, out / "policy.png", title=f"TuNAS policy, target {cfg.target_gflops:g} GFLOPs")
