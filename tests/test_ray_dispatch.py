@@ -128,7 +128,11 @@ def test_join_a_cluster_started_on_loopback(tmp_path):
     ray_bin = Path(sys.executable).parent / "ray"
     port = _free_port()
     temp = Path(f"/tmp/xnas-head-{os.getpid()}")
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    # Ray maps 127.0.0.1 to this machine's network address unless "clusters" are off; with them off
+    # (the switch meant for Windows/macOS) every node address is the loopback one. A throw-away
+    # loopback cluster needs no token authentication (a real cluster keeps it: see the README).
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+           "RAY_AUTH_MODE": "disabled"}
     head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}",
                              "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
                              "--disable-usage-stats", f"--temp-dir={temp}"],
