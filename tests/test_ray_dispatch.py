@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import os
 import random
+import shutil
 import socket
 import subprocess
 import sys
@@ -57,6 +58,7 @@ def ray_session(tmp_path_factory):
              object_store_memory=100 * 1024**2, logging_level="error")
     yield ray
     ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)
 
 
 def _archs(space, n, seed=0):
@@ -154,6 +156,7 @@ def test_join_a_cluster_started_on_loopback(tmp_path):
     finally:
         os.killpg(head.pid, 15)  # ray start --block stops the processes it started
         head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.slow

@@ -222,6 +222,7 @@ class RayEvaluator:
         self.on_result: Callable[[int, TrialResult], None] | None = None
         self.batches = 0
         self._started_ray = False
+        self._temp_dir: str | None = None
         if evaluator_spec:
             self.cache_key = f"formula:{evaluator_spec['name']}"
         else:
@@ -237,8 +238,9 @@ class RayEvaluator:
         if self.address:
             ray.init(address=self.address, **common)
         else:
+            self._temp_dir = _short_temp_dir(self.log_dir)
             ray.init(num_cpus=os.cpu_count() or 1, object_store_memory=200 * 1024**2,
-                     _temp_dir=_short_temp_dir(self.log_dir), **common)
+                     _temp_dir=self._temp_dir, **common)
         self._started_ray = True
         for name in ("ray", "ray.tune", "ray.train", "ray.air"):
             logging.getLogger(name).setLevel(logging.ERROR)
@@ -248,6 +250,10 @@ class RayEvaluator:
         if self._started_ray and ray.is_initialized():
             ray.shutdown()
         self._started_ray = False
+        link = Path(self._temp_dir) if self._temp_dir else None
+        if link is not None and link.is_symlink():  # the short alias of the run's ray/ folder
+            link.unlink()
+        self._temp_dir = None
 
     # -- evaluation -------------------------------------------------------------------------------
     def _jobs(self, archs: Sequence[Arch]) -> list[dict[str, Any]]:
