@@ -14,6 +14,8 @@ Document fields (after the header)::
       se_ratio: 0.0625           # SE bottleneck = round8(inner * se_ratio)
       se_every: 2                # SE on blocks 0, 2, 4, ... of every stage
       head: {width: 2048, dropout: 0.5}
+      block_temporal_kernel: 3   # optional (default 3): temporal extent of every block's depthwise
+                                 # conv; 1 (with stem temporal_kernel 1) is the frame-wise ablation
     factors:                     # the paper's gamma_tau, gamma_t, gamma_s, gamma_w, gamma_b, gamma_d
       frame_stride: 5            # stride  = max(1, round(gamma_tau * base.frame_stride))
       frames: 16                 # frames  = max(1, round(gamma_t * base.frames))
@@ -39,7 +41,7 @@ import math
 from dataclasses import dataclass
 
 from nas.cost import Clip, Cost, Tally, round8, same_out
-from nas.dsl.schema import Field, Float, Int, ListOf, Record
+from nas.dsl.schema import Enum, Field, Float, Int, ListOf, Record
 from nas.families import Family
 
 __all__ = ["X3DStage", "X3DNet", "resolve", "cost", "FAMILY", "FACTOR_AXES"]
@@ -66,6 +68,8 @@ FIELDS = {
         "se_ratio": Float(0.0, 1.0),
         "se_every": Int(0, 64),
         "head": Record({"width": Int(1, 65536), "dropout": Float(0.0, 1.0)}),
+        # optional and left out of documents that do not set it, so existing hashes do not change
+        "block_temporal_kernel": Field(Enum((1, 3, 5, 7)), required=False),
     })),
     "factors": Field(Record({axis: _factor for axis in FACTOR_AXES})),
 }
@@ -93,6 +97,7 @@ class X3DNet:
     se_every: int
     head_width: int
     dropout: float
+    block_temporal_kernel: int = 3
 
     @property
     def head_inner(self) -> int:
@@ -133,6 +138,7 @@ def resolve(doc: dict, frames: int | None = None, crop: int | None = None) -> X3
         se_every=base["se_every"],
         head_width=base["head"]["width"],
         dropout=base["head"]["dropout"],
+        block_temporal_kernel=base.get("block_temporal_kernel", 3),
     )
 
 
@@ -151,7 +157,7 @@ def cost(doc: dict, frames: int | None = None, crop: int | None = None) -> Cost:
             s_in, s = s, (same_out(s, 2) if b == 0 else s)
             tally.conv(cin, stage.inner, (1, 1, 1), (t, s_in, s_in))
             tally.bn(stage.inner)
-            tally.conv(stage.inner, stage.inner, (3, 3, 3), (t, s, s), groups=stage.inner)
+            tally.conv(stage.inner, stage.inner, (net.block_temporal_kernel, 3, 3), (t, s, s), groups=stage.inner)
             tally.bn(stage.inner)
             if stage.se_dim and net.has_se(b):
                 tally.conv(stage.inner, stage.se_dim, (1, 1, 1), (1, 1, 1), bias=True)

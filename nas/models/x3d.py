@@ -51,14 +51,17 @@ class X3DBlock(nn.Module):
         stride: spatial stride of the depthwise conv (and of the shortcut conv).
         se_dim: SE hidden channels; 0 for no SE.
         shortcut: whether the block has a 1x1x1 projection shortcut (block 0 of each stage).
+        temporal_kernel: temporal extent of the depthwise conv (3 in X3D; 1 = frame-wise ablation).
     """
 
-    def __init__(self, cin: int, inner: int, cout: int, stride: int, se_dim: int, shortcut: bool) -> None:
+    def __init__(self, cin: int, inner: int, cout: int, stride: int, se_dim: int, shortcut: bool,
+                 temporal_kernel: int = 3) -> None:
         super().__init__()
         self.conv_a = nn.Conv3d(cin, inner, 1, bias=False)
         self.bn_a = BatchNorm(inner)
         self.act_a = nn.ReLU()
-        self.conv_b = nn.Conv3d(inner, inner, 3, stride=(1, stride, stride), padding=1, groups=inner, bias=False)
+        self.conv_b = nn.Conv3d(inner, inner, (temporal_kernel, 3, 3), stride=(1, stride, stride),
+                                padding=(temporal_kernel // 2, 1, 1), groups=inner, bias=False)
         self.bn_b = BatchNorm(inner)
         self.se = SqueezeExcite3d(inner, se_dim, activation="relu", gate="sigmoid") if se_dim else nn.Identity()
         self.act_b = Swish()
@@ -128,7 +131,8 @@ class X3D(nn.Module):
             for b in range(stage.depth):
                 se_dim = stage.se_dim if net.has_se(b) else 0
                 blocks.append(X3DBlock(cin, stage.inner, stage.width, stride=2 if b == 0 else 1,
-                                       se_dim=se_dim, shortcut=b == 0))
+                                       se_dim=se_dim, shortcut=b == 0,
+                                       temporal_kernel=net.block_temporal_kernel))
                 cin = stage.width
             stages.append(nn.Sequential(*blocks))
         self.stages = nn.Sequential(*stages)
