@@ -1,0 +1,271 @@
+"""``xnas search``: TuNAS weight-sharing search (Bender et al. 2020) over a MoViNet-family space.
+
+One supernet and one REINFORCE controller per cost target; the final architecture is the argmax
+of every choice. The argmax and the ``--top-k`` most probable architectures of the final policy are
+then proxy-retrained from scratch through the run's evaluator (Ray trials by default), together
+with the ``--baselines``, and placed on the run's Pareto plot.
+
+The search trains at one fixed clip (``--clip FRAMESxSTRIDExCROP``, default 8x5x112): GFLOPs targets
+are at that clip, and baselines are re-clipped to it, so every point of the plot sees the same input.
+The default (``xnas search --space movinet``) is sized for a 2-core CPU: target 0.18 GFLOPs (about
+MoViNet-A0 at 8x112²), 120 search steps of 8 clips at an eighth of the crop, 40-step proxy retrains.
+
+Outputs, under ``runs/<name>/``: ``search-<target>/`` (``argmax.yaml`` -- the frozen final
+architecture --, ``top_k/``, ``trajectory.csv``, ``policy.csv``, ``policy.png``, ``summary.json``,
+``checkpoint.pt``), ``results.csv`` (every retrained architecture) and ``plots/pareto.png``.
+``--resume`` (or rerunning the same command) continues an interrupted search from its checkpoint
+and never retrains a finished candidate.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from typing import Any
+
+from nas.commands._run_options import add_run_arguments, open_run
+from nas.cost import GFLOPS_NOTE
+from nas.errors import UsageError
+from nas.proxy import Proxy
+
+__all__ = ["register", "cmd_search", "DEFAULT_PROXY", "DEFAULT_TARGET", "DEFAULT_CLIP", "FAULT_EXIT_CODE"]
+
+# Retraining budget: a quarter of the crop, 40 steps of 8 clips (the sample driver's proxy).
+DEFAULT_PROXY = Proxy(steps=40, batch_size=8, size_scale=0.25, train_clips=256, val_clips=128,
+                      warmup_steps=5, checkpoint_every=10)
+DEFAULT_TARGET = 0.18  # GFLOPs at the default clip: about MoViNet-A0 re-clipped to 8x112² (0.176)
+DEFAULT_CLIP = "8x5x112"
+FAULT_EXIT_CODE = 75  # --fail-after-steps: the same status the run API's fault injection uses
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _targets(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated GFLOPs like 0.5,1,2, got {text!r}") from None
+    if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive GFLOPs, got {text!r}")
+    return list(dict.fromkeys(values))
+
+
+def _clip(text: str) -> tuple[int, int, int]:
+    parts = text.lower().split("x")
+    try:
+        frames, stride, crop = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FRAMESxSTRIDExCROP like 8x5x112, got {text!r}") from None
+    return frames, stride, crop
+
+
+def register(subparsers: Any) -> None:
+    """Add ``xnas search`` to the CLI."""
+    p = subparsers.add_parser("search", help="TuNAS weight-sharing search (supernet + REINFORCE) under a GFLOPs target",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--space", default="movinet", help="a movinet-family space name or document path (default movinet)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--target-gflops", type=_positive_float,
+                   help=f"cost target T0 in GFLOPs at the search clip (default {DEFAULT_TARGET})")
+    g.add_argument("--targets", type=_targets, help="comma-separated targets, one search each (e.g. 0.1,0.2,0.4)")
+    p.add_argument("--clip", type=_clip, default=_clip(DEFAULT_CLIP),
+                   help=f"the fixed clip FRAMESxSTRIDExCROP the search trains and counts GFLOPs at (default {DEFAULT_CLIP})")
+    p.add_argument("--dropout", type=float, help="head dropout of the searched architectures (default: the space's first value)")
+    p.add_argument("--top-k", type=int, default=2, help="most probable architectures of the final policy retrained besides the argmax (default 2)")
+    p.add_argument("--baselines", default="nearest",
+                   help="'nearest' (default: the space's reference architecture nearest each target), 'none', or "
+                        "comma-separated reference names; re-clipped to --clip and retrained with the same proxy")
+    p.add_argument("--no-retrain", dest="retrain", action="store_false", help="search only: no proxy retraining")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    g = p.add_argument_group("search budget and TuNAS hyper-parameters")
+    g.add_argument("--search-steps", type=_positive_int, default=120, help="search steps, one architecture each (default 120)")
+    g.add_argument("--search-batch-size", type=_positive_int, default=8, help="training clips per step (default 8)")
+    g.add_argument("--val-multiplier", type=_positive_int, default=4, help="held-out batch = this x the batch (TuNAS 4)")
+    g.add_argument("--search-size-scale", type=float, default=0.125,
+                   help="the supernet trains at this fraction of the crop (default 0.125)")
+    g.add_argument("--weights-lr", type=_positive_float, default=3e-3, help="shared-weights peak learning rate (default 3e-3)")
+    g.add_argument("--weights-optimizer", choices=("adam", "rmsprop_tf"), default="adam",
+                   help="adam (default, short searches) or TuNAS's rmsprop_tf (eps 1 inside the sqrt)")
+    g.add_argument("--weight-decay", type=float, default=4e-5, help="masked L2 in the loss (TuNAS 4e-5)")
+    g.add_argument("--rl-lr", type=float, default=0.05, help="controller base learning rate (Adam beta1 0; x10 by the end)")
+    g.add_argument("--beta", type=float, default=-0.10, help="reward cost exponent (TuNAS abs: -0.10)")
+    g.add_argument("--reward", choices=("abs", "mnas", "mnas_hard"), default="abs", help="reward (default abs)")
+    g.add_argument("--warmup-fraction", type=float, default=0.25, help="op/filter warm-up and RL delay fraction (TuNAS 0.25)")
+    g.add_argument("--search-train-clips", type=_positive_int, default=512, help="synthetic training clips of the supernet")
+    g.add_argument("--fail-after-steps", type=_positive_int, help=argparse.SUPPRESS)
+    add_run_arguments(p, proxy=DEFAULT_PROXY)
+    p.set_defaults(func=cmd_search)
+
+
+def _space_hash(space: Any) -> str:
+    import hashlib
+
+    return hashlib.sha256(space.to_yaml().encode()).hexdigest()[:12]
+
+
+def _reclip(arch: Any, clip: tuple[int, int, int], suffix: bool = True) -> Any:
+    """The architecture at the search clip (frames, frame stride, crop)."""
+    from nas.dsl import Arch
+
+    doc = arch.to_dict()
+    frames, stride, crop = clip
+    doc["clip"] = {"frames": frames, "frame_stride": stride, "crop": crop}
+    if suffix:
+        doc["name"] = f"{arch.name}@{frames}x{stride}x{crop}"
+    return Arch.from_dict(doc)
+
+
+def _baselines(args: argparse.Namespace, space: Any, targets: list[float]) -> list[Any]:
+    from nas.registry import arch_names, load_arch
+
+    spec = args.baselines.strip()
+    if spec in ("", "none"):
+        return []
+    if spec == "nearest":
+        candidates = [_reclip(load_arch(n), args.clip) for n in arch_names() if load_arch(n).space == space.name]
+        chosen: dict[str, Any] = {}
+        for t in targets:
+            if candidates:
+                best = min(candidates, key=lambda a: abs(math.log(a.cost().gflops / t)))
+                chosen[best.hash] = best
+        return list(chosen.values())
+    out = []
+    for name in (s.strip() for s in spec.split(",") if s.strip()):
+        try:
+            arch = load_arch(name)
+        except Exception as err:
+            raise UsageError(f"--baselines: got {name!r}; allowed: 'nearest', 'none' or reference names ({err})") from None
+        out.append(_reclip(arch, args.clip))
+    return out
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """Run one TuNAS search per target, retrain the winners, plot; print a summary."""
+    from nas.registry import load_space
+    from nas.tunas.search import SearchConfig, default_fixed, run_search
+
+    space = load_space(args.space)
+    if space.family != "movinet":
+        raise UsageError(f"--space: got {args.space!r} (family {space.family!r}); allowed: a movinet-family space "
+                         "(the only family with a supernet so far)")
+    targets = args.targets or [args.target_gflops or DEFAULT_TARGET]
+    if args.top_k < 0:
+        raise UsageError(f"--top-k: got {args.top_k}; allowed: an integer >= 0")
+    try:
+        fixed = default_fixed(space, args.clip, args.dropout)
+        base = SearchConfig(target_gflops=targets[0], fixed=fixed, steps=args.search_steps,
+                            batch_size=args.search_batch_size, val_multiplier=args.val_multiplier,
+                            size_scale=args.search_size_scale, lr=args.weights_lr, optimizer=args.weights_optimizer,
+                            weight_decay=args.weight_decay, rl_lr=args.rl_lr, beta=args.beta, reward=args.reward,
+                            warmup_fraction=args.warmup_fraction, task=args.task or "mixed",
+                            train_clips=args.search_train_clips, seed=args.seed)
+    except ValueError as err:
+        raise UsageError(str(err)) from None
+    baselines = _baselines(args, space, targets)
+    search_cfg = {k: v for k, v in base.to_dict().items() if k != "target_gflops"}
+    config = {"space": space.name, "space_hash": _space_hash(space), "targets": targets,
+              "target_gflops": targets[0] if len(targets) == 1 else None, "search": search_cfg,
+              "top_k": args.top_k, "baselines": [b.name for b in baselines], "retrain": args.retrain}
+    import dataclasses
+
+    run, evaluator = open_run(args, driver="search", config=config)
+    try:
+        run.register_space(space)
+        searches = []
+        for t in targets:
+            cfg = dataclasses.replace(base, target_gflops=t)
+            run.log(f"search: target {t:g} GFLOPs at clip {args.clip[0]}x{args.clip[1]}x{args.clip[2]}, "
+                    f"{cfg.steps} steps ({GFLOPS_NOTE})")
+            result = run_search(space, cfg, run.dir / f"search-{t:g}", data=args.data, top_k=args.top_k,
+                                progress=args.progress and sys.stderr.isatty(), log=run.log,
+                                stop_after=args.fail_after_steps)
+            if args.fail_after_steps is not None and result.steps_done < cfg.steps:
+                run.log(f"fault injection: exiting after {result.steps_done} search steps")
+                sys.stderr.flush()
+                os._exit(FAULT_EXIT_CODE)
+            run.save_arch(result.argmax, name=f"tunas-{t:g}-argmax")
+            off = result.argmax.cost().gflops / t - 1
+            run.log(f"search: target {t:g}: argmax {result.argmax.cost().gflops:.4g} GFLOPs ({off:+.1%}), "
+                    f"{result.wall_s:.0f} s, {result.step_s:.2f} s per supernet training step")
+            searches.append((t, result))
+        retrained: dict[str, Any] = {}
+        if args.retrain:
+            archs, tags = [], []
+            for t, result in searches:
+                for role, arch in [("argmax", result.argmax)] + [(f"top{i + 1}", a) for i, a in enumerate(result.top_k)]:
+                    archs.append(arch)
+                    tags.append({"driver": "search", "role": role, "target_gflops": t})
+            for b in baselines:
+                archs.append(b)
+                tags.append({"driver": "search", "role": "baseline"})
+            run.log(f"retraining {len(archs)} architecture(s) from scratch with the proxy")
+            for arch, res in zip(archs, evaluator.evaluate(archs, tags)):
+                retrained[arch.hash] = res
+        return _finish(args, run, searches, baselines, retrained)
+    finally:
+        run.close()
+
+
+def _finish(args: argparse.Namespace, run: Any, searches: list, baselines: list, retrained: dict) -> int:
+    from nas.plots import pareto_plot
+
+    plots = [str(r.dir / "policy.png") for _, r in searches]
+    table = run.results()
+    if len(table):
+        chosen = [r.argmax.hash for _, r in searches]
+        title = "TuNAS " + ", ".join(f"{t:g}" for t, _ in searches) + " GFLOPs"
+        plots.append(str(pareto_plot(table, run.plots_dir / "pareto.png", baselines=baselines, title=title,
+                                     chosen=chosen)))
+
+    def top1(arch: Any) -> float | None:
+        res = retrained.get(arch.hash)
+        return res.top1 if res is not None and res.status == "ok" else None
+
+    summary = {"run": str(run.dir), "searches": [], "baselines": [], "plots": plots, "gflops_convention": GFLOPS_NOTE}
+    for t, r in searches:
+        g = r.argmax.cost().gflops
+        summary["searches"].append({
+            "target_gflops": t, "argmax": str(r.dir / "argmax.yaml"), "argmax_hash": r.argmax.hash,
+            "argmax_gflops": g, "off_target": g / t - 1, "argmax_top1": top1(r.argmax),
+            "top_k": [{"name": a.name, "hash": a.hash, "gflops": a.cost().gflops, "top1": top1(a)} for a in r.top_k],
+            "search_s": r.wall_s, "supernet_step_s": r.step_s, "trajectory": str(r.dir / "trajectory.csv")})
+    for b in baselines:
+        summary["baselines"].append({"name": b.name, "hash": b.hash, "gflops": b.cost().gflops, "top1": top1(b)})
+    if args.json:
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    print(f"run {run.dir}")
+    for s in summary["searches"]:
+        acc = f"{s['argmax_top1']:.1f} %" if s["argmax_top1"] is not None else "not retrained"
+        print(f"  target {s['target_gflops']:g} GFLOPs: argmax {s['argmax_gflops']:.4g} GFLOPs ({s['off_target']:+.1%}), "
+              f"proxy top-1 {acc}  -> {s['argmax']}")
+        for a in s["top_k"]:
+            acc = f"{a['top1']:.1f} %" if a["top1"] is not None else "-"
+            print(f"    {a['name']:<34} {a['gflops']:.4g} GFLOPs  top-1 {acc}")
+    for b in summary["baselines"]:
+        acc = f"{b['top1']:.1f} %" if b["top1"] is not None else "-"
+        print(f"  baseline {b['name']:<30} {b['gflops']:.4g} GFLOPs  top-1 {acc}")
+    print(f"plots: {', '.join(plots)}")
+    print(GFLOPS_NOTE)
+    sys.stdout.flush()
+    return 0
