@@ -56,6 +56,10 @@ NEUTRAL_KEYS = frozenset({
     "fail_after_trials", "resume", "name", "runs_dir", "storage", "device",
 })
 
+# Failed trials whose reason starts so are infrastructure failures (Ray workers that crashed more than
+# --max-failures times), not the candidate's: they are not served from the cache when a run resumes.
+RETRY_ON_RESUME = "ray trial error: "
+
 # Exit status of the fault-injection switch (a real, abrupt process exit: no clean-up runs).
 FAULT_EXIT_CODE = 75
 
@@ -223,6 +227,8 @@ class Run:
     def _load(self) -> None:
         self._rows = read_results(self.results_path)
         for row in self._rows:
+            if row["reason"].startswith(RETRY_ON_RESUME):
+                continue  # a trial whose worker crashed (not the candidate's fault): a resume retries it
             self._cache[(row["hash"], row["eval_key"])] = _result_from_row(row)
 
     # -- the study ----------------------------------------------------------------------------------

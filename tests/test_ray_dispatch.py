@@ -177,3 +177,23 @@ def test_asha_stops_or_finishes_every_trial(ray_session, tmp_path):
             assert r.reason.startswith("stopped early by ASHA") and r.steps < 6 and math.isfinite(r.loss)
     states = {t["state"] for t in run.study.trials()}
     assert states <= {"COMPLETE", "PRUNED"}
+
+
+@pytest.mark.slow
+def test_kill_during_a_ray_batch_then_resume(tmp_path):
+    """The fault-injection exit fires inside Tune's callback (mid-batch); the resume on Ray finishes the
+    batch and ends with the results of an uninterrupted in-process run."""
+    base = [sys.executable, "-m", "nas.cli", "sample", "--space", "x3d", "--trials", "6", "--batch", "3",
+            "--evaluator", "formula", "--runs-dir", str(tmp_path)]
+    killed = subprocess.run(base + ["--name", "k", "--fail-after-trials", "4"], capture_output=True, text=True,
+                            timeout=300)
+    assert killed.returncode == 75, killed.stderr[-2000:]
+    resumed = subprocess.run(base + ["--name", "k", "--resume"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    straight = subprocess.run(base + ["--name", "s", "--executor", "local"], capture_output=True, text=True,
+                              timeout=300)
+    assert straight.returncode == 0, straight.stderr[-2000:]
+    cols = ["trial", "hash", "top1", "status"]
+    k = pandas.read_csv(tmp_path / "k" / "results.csv")[cols]
+    s = pandas.read_csv(tmp_path / "s" / "results.csv")[cols]
+    pandas.testing.assert_frame_equal(k, s)

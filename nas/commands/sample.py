@@ -100,6 +100,9 @@ def cmd_sample(args: argparse.Namespace) -> int:
             run.log(f"evaluating {len(baseline_archs)} baseline(s) under the same proxy: {', '.join(baselines)}")
             evaluator.evaluate(baseline_archs, [{"driver": "sample", "role": "baseline"} for _ in baseline_archs])
         return _finish(args, run)
+    except KeyboardInterrupt:
+        run.log(f"interrupted; continue with the same command and --resume (or --name {run.name})")
+        return 130
     finally:
         run.close()
 

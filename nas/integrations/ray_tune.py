@@ -45,6 +45,9 @@ __all__ = ["RayEvaluator", "run_trial"]
 
 SCHEDULERS = ("none", "asha")
 
+# reason prefix of a trial that crashed more than max_failures times (a resume retries those)
+RAY_ERROR_PREFIX = "ray trial error: "
+
 
 def run_trial(job: dict[str, Any], report: Callable[[int, dict[str, float]], None] | None = None) -> TrialResult:
     """Evaluate one job (plain JSON: ``arch``, ``proxy``, ``seed``, ``data``, ``evaluator``,
@@ -95,7 +98,7 @@ def _result_from_metrics(job: dict[str, Any], metrics: dict[str, Any] | None, er
                 frames=cost.frames, size=cost.size, seed=int(job["seed"]), proxy_hash=job["proxy_hash"],
                 data=job.get("data") or "")
     if error:
-        return TrialResult(status="failed", reason=f"ray trial error: {error}"[:500], **base)
+        return TrialResult(status="failed", reason=f"{RAY_ERROR_PREFIX}{error}"[:500], **base)
     step = metrics.get("step", 0)
     return TrialResult(status="pruned", reason=f"stopped early by ASHA at step {step} (training loss "
                        f"{metrics.get('loss', math.nan):.4f})", steps=int(step or 0),
@@ -161,6 +164,11 @@ def _error_text(trial: Any) -> str:
             text = Path(path).read_text()
     lines = [ln for ln in str(text).strip().splitlines() if ln.strip()]
     return lines[-1] if lines else "unknown error"
+
+
+def _last_line(error: BaseException) -> str:
+    lines = [ln for ln in str(error).strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else type(error).__name__
 
 
 def _short_temp_dir(log_dir: Path) -> str:
@@ -319,11 +327,16 @@ class RayEvaluator:
         grid = tuner.fit()
         for res in grid:
             job = res.config["job"] if res.config else None
-            if job is None:
+            if job is None or results[int(job["index"])] is not None:
                 continue
-            error = None if res.error is None else (str(res.error).strip().splitlines() or ["error"])[-1]
-            done(int(job["index"]), _result_from_metrics(job, res.metrics, error))
-        for i, job in enumerate(jobs):  # a trial Tune lost entirely
-            if results[i] is None:
-                done(i, _result_from_metrics(job, None, "no result came back from Ray"))
+            metrics = res.metrics or {}
+            if res.error is not None:
+                done(int(job["index"]), _result_from_metrics(job, metrics, _last_line(res.error)))
+            elif metrics.get("final") == 1 or (scheduler is not None and metrics):
+                done(int(job["index"]), _result_from_metrics(job, metrics, None))
+        missing = [i for i, r in enumerate(results) if r is None]
+        if missing:
+            # Tune returned without finishing them (Ctrl-C): nothing is recorded for them, so a
+            # rerun with --resume trains exactly these again
+            raise KeyboardInterrupt(f"{len(missing)} Ray trial(s) did not finish (interrupted)")
         return [r for r in results if r is not None]
