@@ -200,19 +200,15 @@ class CausalConv3d(nn.Conv3d):
         in_channels: input channels.
         out_channels: output channels.
         kernel_size: (T, H, W) kernel or one int.
-        stride: (T, H, W) stride or one int; the temporal stride must be 1 (a stream buffer needs it).
+        stride: (T, H, W) stride or one int. A temporal stride > 1 is exact for a whole clip (zero
+            buffer) but not streamable chunk by chunk; MoViNets stride only in space.
         groups: channel groups (``in_channels`` for depthwise).
         bias: whether the conv has a bias.
-
-    Raises:
-        ValueError: for a temporal stride other than 1.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int | Sequence[int],
                  stride: int | Sequence[int] = 1, groups: int = 1, bias: bool = False) -> None:
         kernel, strides = _triple(kernel_size), _triple(stride)
-        if strides[0] != 1:
-            raise ValueError(f"stride: got {strides}; allowed: temporal stride 1 for a causal (streamed) conv")
         spatial_kernel, spatial_stride = (1, *kernel[1:]), (1, *strides[1:])
         self.static_padding = _is_static(spatial_kernel, spatial_stride)  # type: ignore[arg-type]
         padding = (0, kernel[1] // 2, kernel[2] // 2) if self.static_padding else (0, 0, 0)
