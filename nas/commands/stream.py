@@ -208,5 +208,5 @@ def _print(update: StreamUpdate, names: list[str] | None, as_json: bool) -> None
                           "state_bytes": update.state_bytes}), flush=True)
         return
     when = f" t={update.seconds:.2f}s" if update.seconds is not None else ""
-    top = "  ".join(f"{name(c)} {p:.3f}" for c, p in update.topk)
+    top = "  ".join(f"{name(c)} {p:.4f}" for c, p in update.topk)
     print(f"frame {update.frame:>5} (src {update.source_frame}{when}): {top}", flush=True)

@@ -47,7 +47,7 @@ from nas.models.layers import (AvgPool3dSame, CausalConv3d, Conv3dSame, causal_f
                                make_activation, make_gate, positional_encoding)
 from nas.models.movinet import BatchNorm, ConvBn
 
-__all__ = ["StreamState", "StepContext", "StreamConvBn", "StreamSqueezeExcite", "StreamBottleneck",
+__all__ = ["StreamState", "StepContext", "StreamConvBn", "StreamSqueezeExcite", "StreamBottleneck", "StreamStep",
            "StreamHead", "MovinetStream", "FRAMES_KEY"]
 
 StreamState = dict[str, torch.Tensor]
@@ -394,3 +394,28 @@ def _size(size: int | tuple[int, int]) -> tuple[int, int]:
 def build_movinet_stream(net: MovinetNet) -> nn.Module:
     """Build the stream-variant MoViNet ``net`` describes, freshly initialised."""
     return MovinetStream(net)
+
+
+class StreamStep(nn.Module):
+    """``model.step`` as a module with the state as explicit positional tensors, for export.
+
+    ``forward(chunk, *state)`` takes the state tensors in :attr:`state_names` order (sorted keys of
+    ``init_state``) and returns ``(logits, *new_state)`` in the same order, so an exported graph (ONNX,
+    TorchScript) is the step function with the state as its inputs and outputs.
+
+    Args:
+        model: a causal :class:`MovinetStream`.
+        size: the frame size the state is laid out for.
+    """
+
+    def __init__(self, model: MovinetStream, size: int | tuple[int, int] | None = None) -> None:
+        super().__init__()
+        if not model.causal:
+            raise ValueError("causal: got false; allowed: true -- only a causal MoViNet can be streamed")
+        self.model = model
+        self.state_names: list[str] = sorted(model.state_shapes(size))
+
+    def forward(self, chunk: torch.Tensor, *state: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """One step: ``(chunk, *state) -> (logits, *new_state)``."""
+        logits, new = self.model.step(chunk, dict(zip(self.state_names, state)))
+        return (logits, *(new[name] for name in self.state_names))
