@@ -239,3 +239,17 @@ def test_outputs(tmp_path, run4) -> None:
 
     png = tradeoff_plot(result, tmp_path / "plots" / "expansion.png")
     assert png.stat().st_size > 10_000
+
+
+def test_ties_go_to_the_lower_validation_loss() -> None:
+    """A small proxy often leaves candidates at the same top-1: the lower validation loss wins the tie."""
+    class SameTop1:
+        def evaluate(self, archs, tags=None):
+            results = _formula().evaluate(archs, tags)
+            for arch, r in zip(archs, results):
+                r.top1 = 10.0 if arch.name == "x2d" else 12.0
+                r.loss = 1.0 if "depth" in arch.name else 2.0
+            return results
+
+    result = expand(load_arch("x2d"), SameTop1(), target_gflops=0.1, log=_quiet)
+    assert all(c.axis == "depth" for c in result.path()[1:])

@@ -35,6 +35,10 @@ def main() -> None:
     p.add_argument("--task", default="mixed")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--layout", default="auto")
+    p.add_argument("--optimizer", default="adamw")
+    p.add_argument("--weight-decay", type=float, default=0.05)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--archs", default="x2d")
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args()
@@ -42,6 +46,7 @@ def main() -> None:
     res = expand(load_arch("x2d"), FormulaEvaluator(x3d_factors, "x3d-factors"), target_gflops=4.0, log=lambda s: None)
     proxy = Proxy(steps=args.steps, batch_size=args.batch_size, size_scale=args.size_scale, lr=args.lr,
                   train_clips=args.train_clips, val_clips=args.val_clips, task=args.task, layout=args.layout,
+                  optimizer=args.optimizer, weight_decay=args.weight_decay, label_smoothing=args.label_smoothing,
                   warmup_steps=min(20, args.steps // 5), checkpoint_every=0)
     for ref in args.archs.split(","):
         if ref.startswith("step:"):
@@ -50,14 +55,15 @@ def main() -> None:
         else:
             arch = load_arch(ref)
         t, c = time.perf_counter(), time.process_time()
-        r = evaluate(arch, "synthetic", proxy, seed=0, device="cpu", progress=False)
+        r = evaluate(arch, "synthetic", proxy, seed=args.seed, device="cpu", progress=False)
         clip = arch.clip
         print(json.dumps({"arch": ref, "gflops": round(arch.cost().gflops, 4),
                           "clip": f"{clip.frames}x{clip.frame_stride}@{clip.crop}", "trained_at": r.size,
                           "wall_s": round(time.perf_counter() - t, 1), "cpu_s": round(time.process_time() - c, 1),
                           "top1": round(r.top1, 2), "loss": round(r.loss, 3), "layout": r.layout,
                           "proxy": {k: v for k, v in proxy.to_dict().items()
-                                    if k in ("steps", "batch_size", "size_scale", "task", "lr", "train_clips", "val_clips")}}),
+                                    if k in ("steps", "batch_size", "size_scale", "task", "lr", "train_clips", "val_clips",
+                                             "optimizer", "weight_decay", "label_smoothing")}}),
               flush=True)
 
 

@@ -31,7 +31,9 @@ Trade-off criteria (:data:`CRITERIA`), all computed against the current (parent)
 * ``gain-per-gflop``: (top1 - parent top1) / (GFLOPs - parent GFLOPs);
 * ``accuracy``: the candidate's top-1 alone.
 
-Ties go to the earlier axis in :data:`AXES` order, so a run is deterministic given its evaluator.
+Ties (equal scores -- common when a small proxy leaves several candidates at the same top-1 on a small
+validation split) go to the lower validation loss, then to the earlier axis in :data:`AXES` order, so
+a run is deterministic given its evaluator.
 This module imports no torch and no Ray: it talks to an evaluator and writes plain files.
 """
 from __future__ import annotations
@@ -316,6 +318,12 @@ def build_candidates(current: Arch, step: int, rate: float, axes: Sequence[str] 
     return out, skipped
 
 
+def _loss(c: Candidate) -> float:
+    """Validation loss for tie-breaks (``inf`` when unknown, so it never wins a tie)."""
+    loss = c.result.loss if c.result is not None else float("nan")
+    return loss if math.isfinite(loss) else float("inf")
+
+
 def _score(criterion: str, cand: Candidate, parent_top1: float) -> float:
     if cand.result is None or cand.result.status != "ok" or not math.isfinite(cand.top1):
         return float("nan")
@@ -493,7 +501,7 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
         if not ok:
             raise ExpandError(f"step {step}: every candidate failed: "
                               + "; ".join(f"{c.axis}: {c.result.reason if c.result else 'no result'}" for c in cands))
-        best = max(ok, key=lambda c: (c.score, -AXES.index(c.axis)))
+        best = max(ok, key=lambda c: (c.score, -_loss(c), -AXES.index(c.axis)))
         best.chosen = True
         steps.append(cands)
         for c in cands:
