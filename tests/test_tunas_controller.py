@@ -118,3 +118,27 @@ def test_state_dict_round_trip_continues_identically() -> None:
         return [lg.detach().clone() for lg in ctrl.policy.logits]
 
     assert all(torch.equal(a, b) for a, b in zip(run(None), run(37)))
+
+
+def test_interrupted_search_resumes_to_the_uninterrupted_result(tmp_path) -> None:
+    """Supernet weights, optimisers, logits, Adam moments, baseline, RNG states and step are checkpointed
+    together: stopping after 3 of 6 steps and resuming ends exactly where an uninterrupted search does."""
+    from nas.tunas.search import SearchConfig, default_fixed, run_search
+
+    space = tiny_space()
+    cfg = SearchConfig(target_gflops=0.0015, fixed=default_fixed(space), steps=6, batch_size=2, val_multiplier=2,
+                       size_scale=0.5, train_clips=8, heldout_clips=8, log_every=2, checkpoint_every=100,
+                       warmup_fraction=0.25)
+    full = run_search(space, cfg, tmp_path / "full", top_k=0, progress=False, plot=False, log=lambda m: None)
+    part = run_search(space, cfg, tmp_path / "cut", top_k=0, progress=False, plot=False, log=lambda m: None,
+                      stop_after=3)
+    assert part.steps_done == 3
+    messages: list[str] = []
+    resumed = run_search(space, cfg, tmp_path / "cut", top_k=0, progress=False, plot=False, log=messages.append)
+    assert any("resumed at step 3/6" in m for m in messages)
+    assert resumed.policy == full.policy
+    assert resumed.argmax == full.argmax
+    a = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=False)
+    b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
+    assert all(torch.equal(a["supernet"][k], b["supernet"][k]) for k in a["supernet"])
+    assert [r["q"] for r in a["trajectory"]] == [r["q"] for r in b["trajectory"]]

@@ -99,7 +99,10 @@ def register(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     g = p.add_argument_group("search budget and TuNAS hyper-parameters")
     g.add_argument("--search-steps", type=_positive_int, default=120, help="search steps, one architecture each (default 120)")
-    g.add_argument("--search-batch-size", type=_positive_int, default=8, help="training clips per step (default 8)")
+    g.add_argument("--search-batch-size", type=_positive_int, default=4,
+                   help="training clips per architecture per step (default 4)")
+    g.add_argument("--archs-per-step", type=_positive_int, default=4,
+                   help="architectures sampled per step, each on its own batch (TuNAS: one per core; default 4)")
     g.add_argument("--val-multiplier", type=_positive_int, default=4, help="held-out batch = this x the batch (TuNAS 4)")
     g.add_argument("--search-size-scale", type=float, default=0.125,
                    help="the supernet trains at this fraction of the crop (default 0.125)")
@@ -174,7 +177,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     try:
         fixed = default_fixed(space, args.clip, args.dropout)
         base = SearchConfig(target_gflops=targets[0], fixed=fixed, steps=args.search_steps,
-                            batch_size=args.search_batch_size, val_multiplier=args.val_multiplier,
+                            batch_size=args.search_batch_size, archs_per_step=args.archs_per_step,
+                            val_multiplier=args.val_multiplier,
                             size_scale=args.search_size_scale, lr=args.weights_lr, optimizer=args.weights_optimizer,
                             weight_decay=args.weight_decay, rl_lr=args.rl_lr, beta=args.beta, reward=args.reward,
                             warmup_fraction=args.warmup_fraction, task=args.task or "mixed",

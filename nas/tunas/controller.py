@@ -261,7 +261,10 @@ class Controller:
         self.warmup_fraction, self.rl_delay_fraction = warmup_fraction, rl_delay_fraction
         self.exponential_lr = exponential_lr
         self.baseline = EmaBaseline(momentum)
-        self.optimizer = torch.optim.Adam(self.policy.parameters(), lr=lr, betas=(0.0, 0.999), eps=1e-8)
+        # Adam with beta1 = 0 (so no first moment), beta2 = 0.999, eps = 1e-8, written out because
+        # the second moment averages squared per-sample gradients (TuNAS's cross-replica Adam)
+        self.adam_beta2, self.adam_eps, self._adam_t = 0.999, 1e-8, 0
+        self._adam_v = [torch.zeros_like(p) for p in self.policy.logits]
         self.sampler = torch.Generator().manual_seed(seed)
         self.warmer = torch.Generator().manual_seed(seed + 1)
         self.cost_fn = cost_fn or (lambda arch: arch.cost().gflops)
@@ -309,26 +312,60 @@ class Controller:
 
     # -- learning -------------------------------------------------------------------------------
     def update(self, indices: Mapping[str, int], quality: float, gflops: float) -> dict[str, float]:
-        """One REINFORCE step for the sampled ``indices`` with quality Q; advances the step counter.
+        """One REINFORCE step for one sampled architecture (see :meth:`update_many`)."""
+        return self.update_many([(indices, quality, gflops)])
 
-        Returns the logged quantities: reward, baseline, advantage, rl_lr, log_prob, entropy.
+    def update_many(self, samples: Sequence[tuple[Mapping[str, int], float, float]]) -> dict[str, float]:
+        """One REINFORCE step for the K architectures sampled this step; advances the step counter.
+
+        As TuNAS across its TPU cores: the baseline is updated with the mean reward first; each
+        sample's gradient ``-A_k * grad log_prob_k`` is taken separately; Adam (beta1 = 0) steps
+        with their mean ``g`` and the mean of their squares ``g2`` (not ``g ** 2``: noisy directions
+        get a smaller step); an entropy bonus, if any, is a separate plain gradient step.
+
+        Args:
+            samples: ``(indices, quality Q, cost)`` per architecture.
+
+        Returns:
+            The logged quantities: reward (mean), baseline, advantage (mean), rl_lr, log_prob (mean),
+            entropy (mean).
         """
-        r = self.reward(quality, gflops)
-        b = self.baseline.update(r)  # TuNAS folds the current reward in first
-        advantage = r - b
-        active = self.policy.active(indices)
-        logp = self.policy.log_prob(indices, active)
-        ent = self.policy.entropy(active)
-        loss = -advantage * logp - self.entropy_weight * ent
+        rewards = [self.reward(q, c) for _, q, c in samples]
+        mean_r = sum(rewards) / len(rewards)
+        b = self.baseline.update(mean_r)  # TuNAS folds the current (mean) reward in first
+        params = list(self.policy.logits)
+        g_sum = [torch.zeros_like(p) for p in params]
+        g2_sum = [torch.zeros_like(p) for p in params]
+        ent_grad = [torch.zeros_like(p) for p in params]
+        logps, ents = [], []
+        for (indices, _, _), r in zip(samples, rewards):
+            active = self.policy.active(indices)
+            logp = self.policy.log_prob(indices, active)
+            ent = self.policy.entropy(active)
+            grads = torch.autograd.grad(-(r - b) * logp, params, allow_unused=True)
+            for gs, g2s, g in zip(g_sum, g2_sum, grads):
+                if g is not None:
+                    gs.add_(g)
+                    g2s.add_(g * g)
+            if self.entropy_weight:
+                for eg, g in zip(ent_grad, torch.autograd.grad(ent, params, allow_unused=True)):
+                    if g is not None:
+                        eg.add_(g)
+            logps.append(float(logp.detach()))
+            ents.append(float(ent.detach()))
+        k = len(samples)
         lr = self.lr * rl_lr_factor(self.step, self.total_steps, self.rl_delay_fraction, self.exponential_lr)
-        for group in self.optimizer.param_groups:
-            group["lr"] = lr
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()  # with lr 0 only Adam's moments move
+        self._adam_t += 1
+        with torch.no_grad():
+            for p, gs, g2s, v, eg in zip(params, g_sum, g2_sum, self._adam_v, ent_grad):
+                v.mul_(self.adam_beta2).add_(g2s / k, alpha=1 - self.adam_beta2)  # moves with lr 0 too
+                v_hat = v / (1 - self.adam_beta2 ** self._adam_t)
+                p.sub_(lr * (gs / k) / (v_hat.sqrt() + self.adam_eps))
+                if self.entropy_weight:
+                    p.add_(lr * self.entropy_weight * eg / k)
         self.step += 1
-        return {"reward": r, "baseline": b, "advantage": advantage, "rl_lr": lr,
-                "log_prob": float(logp.detach()), "entropy": float(ent.detach())}
+        return {"reward": mean_r, "baseline": b, "advantage": mean_r - b, "rl_lr": lr,
+                "log_prob": sum(logps) / k, "entropy": sum(ents) / k}
 
     # -- summaries ------------------------------------------------------------------------------
     def argmax_arch(self, name: str | None = None) -> Arch:
@@ -359,7 +396,7 @@ class Controller:
     # -- checkpoint -----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue exactly: logits, Adam moments, baseline, RNG states, step."""
-        return {"policy": self.policy.state_dict(), "optimizer": self.optimizer.state_dict(),
+        return {"policy": self.policy.state_dict(), "adam_v": [v.clone() for v in self._adam_v], "adam_t": self._adam_t,
                 "baseline": (self.baseline.numerator, self.baseline.denominator),
                 "sampler": self.sampler.get_state(), "warmer": self.warmer.get_state(), "step": self.step,
                 "labels": list(self.policy.labels)}
@@ -369,7 +406,9 @@ class Controller:
         if list(state["labels"]) != self.policy.labels:
             raise ValueError("controller checkpoint: its policy dimensions differ from this space's")
         self.policy.load_state_dict(state["policy"])
-        self.optimizer.load_state_dict(state["optimizer"])
+        for v, saved in zip(self._adam_v, state["adam_v"]):
+            v.copy_(saved)
+        self._adam_t = state["adam_t"]
         self.baseline.numerator, self.baseline.denominator = state["baseline"]
         self.sampler.set_state(state["sampler"])
         self.warmer.set_state(state["warmer"])

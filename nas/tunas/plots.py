@@ -68,7 +68,7 @@ def policy_plot(trajectory: Sequence[Mapping[str, Any]], policy_rows: Sequence[M
             i, j = row[r["label"]], col[r["step"]]
             heat[i, j] = max(heat[i, j], r["prob"])
         im = ax.imshow(heat, aspect="auto", interpolation="nearest", vmin=0, vmax=1, cmap="viridis",
-                       extent=(psteps[0], psteps[-1], len(labels) - 0.5, -0.5))
+                       extent=(psteps[0] - 0.5, psteps[-1] + 0.5, len(labels) - 0.5, -0.5))
         fig.colorbar(im, ax=ax, label="P(most likely value)", pad=0.01)
         if len(labels) <= 40:
             ax.set_yticks(range(len(labels)), labels, fontsize=5)

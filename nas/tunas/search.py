@@ -56,7 +56,11 @@ class SearchConfig:
         fixed: values of the choices the search does not decide: the clip (the supernet trains at
             one input size) and the head dropout.
         steps: search steps T (one architecture per step).
-        batch_size: training clips per step; the held-out batch is ``val_multiplier`` x larger.
+        batch_size: training clips per architecture per step (TuNAS's per-core batch); each
+            architecture's held-out batch is ``val_multiplier`` x larger.
+        archs_per_step: K architectures sampled per step (TuNAS: one per TPU core), each trained on
+            its own batch; their gradients are averaged into one weight update and their rewards
+            into one controller update (baseline on the mean reward).
         val_multiplier: TuNAS: 4.
         size_scale: the supernet trains at ``round(crop * size_scale)`` pixels (costs stay full-size).
         lr: peak learning rate of the shared weights (Adam; see ``optimizer``).
@@ -77,7 +81,8 @@ class SearchConfig:
     target_gflops: float
     fixed: Mapping[str, Any] = field(default_factory=dict)
     steps: int = 120
-    batch_size: int = 8
+    batch_size: int = 4
+    archs_per_step: int = 4
     val_multiplier: int = 4
     size_scale: float = 0.125
     lr: float = 3e-3
@@ -102,6 +107,7 @@ class SearchConfig:
              "a positive number"),
             ("steps", self.steps, self.steps >= 1, "an integer >= 1"),
             ("batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1"),
+            ("archs_per_step", self.archs_per_step, self.archs_per_step >= 1, "an integer >= 1"),
             ("val_multiplier", self.val_multiplier, self.val_multiplier >= 1, "an integer >= 1"),
             ("size_scale", self.size_scale, 0 < self.size_scale <= 1, "a number in (0, 1]"),
             ("lr", self.lr, self.lr > 0, "a positive number"),
@@ -276,7 +282,7 @@ class _Progress:
 
 def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: str = "synthetic", top_k: int = 2,
                progress: bool | None = None, log: Callable[[str], None] | None = None,
-               stop_after: int | None = None) -> SearchResult:
+               stop_after: int | None = None, plot: bool = True) -> SearchResult:
     """Run (or resume, or reload a finished) TuNAS search and write its outputs under ``out_dir``.
 
     Outputs: ``checkpoint.pt`` (everything needed to resume), ``argmax.yaml`` (the final
@@ -293,6 +299,7 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
         progress: a progress line on stderr (default: when stderr is a terminal).
         log: where status lines go (default: stderr).
         stop_after: stop after this many steps in total (checkpointing first) -- tests of resume.
+        plot: draw ``policy.png`` (tests skip it: matplotlib costs seconds).
     """
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(out_dir)
@@ -341,35 +348,42 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
     t0 = time.perf_counter()
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     supernet.train()
+    k_archs = cfg.archs_per_step
     for step in range(start, end):
-        sampled = ctrl.sample()
-        net = dataclasses.replace(resolve(sampled.arch.doc), classes=loaded.num_classes)
-        mixed = [p for label in sampled.mixed_labels for p in positions.get(label, ())]
-        path = NetPath(net, frozenset(mixed))
-        # 1. shared weights on a training batch
+        samples = [ctrl.sample() for _ in range(k_archs)]
+        paths = []
+        for sampled in samples:
+            net = dataclasses.replace(resolve(sampled.arch.doc), classes=loaded.num_classes)
+            mixed = [p for label in sampled.mixed_labels for p in positions.get(label, ())]
+            paths.append(NetPath(net, frozenset(mixed)))
+        # 1. shared weights: each architecture on its own training batch, gradients averaged
         t_step = time.perf_counter()
-        x, y = loaded.batch("train", step, cfg.batch_size)
         for group in opt.param_groups:
             group["lr"] = cfg.lr * _lr_factor(step, cfg.steps)
-        logits = supernet(x, path)
-        loss = F.cross_entropy(logits, y, label_smoothing=cfg.label_smoothing)
-        if cfg.weight_decay:
-            loss = loss + 0.5 * cfg.weight_decay * supernet.l2(path)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        losses = []
+        for j, path in enumerate(paths):
+            x, y = loaded.batch("train", step * k_archs + j, cfg.batch_size)
+            loss = F.cross_entropy(supernet(x, path), y, label_smoothing=cfg.label_smoothing)
+            if cfg.weight_decay:
+                loss = loss + 0.5 * cfg.weight_decay * supernet.l2(path)
+            (loss / k_archs).backward()
+            losses.append(float(loss.detach()))
         opt.step()
         train_time += time.perf_counter() - t_step
         train_steps += 1
-        # 2. then Q of the same architecture on a held-out batch (after the update)
-        xv, yv = loaded.batch("held", step, cfg.batch_size * cfg.val_multiplier)
+        # 2. then Q of the same architectures, each on its own held-out batch (after the update)
+        qs = []
         with torch.no_grad():
-            q = float((supernet(xv, path).argmax(-1) == yv).float().mean())
+            for j, path in enumerate(paths):
+                xv, yv = loaded.batch("held", step * k_archs + j, cfg.batch_size * cfg.val_multiplier)
+                qs.append(float((supernet(xv, path).argmax(-1) == yv).float().mean()))
         # 3. REINFORCE
-        info = ctrl.update(sampled.indices, q, sampled.gflops)
+        info = ctrl.update_many([(s.indices, q, s.gflops) for s, q in zip(samples, qs)])
         done = step + 1
-        row = {"step": done, "loss": float(loss.detach()), "q": q, **info,
+        row = {"step": done, "loss": sum(losses) / k_archs, "q": sum(qs) / k_archs, **info,
                "warmup_p": warmup_probability(step, cfg.steps, cfg.warmup_fraction),
-               "sampled_gflops": sampled.gflops, "target_gflops": cfg.target_gflops,
+               "sampled_gflops": sum(s.gflops for s in samples) / k_archs, "target_gflops": cfg.target_gflops,
                "total_steps": cfg.steps}
         if done % cfg.log_every == 0 or done == cfg.steps:
             row["expected_gflops"] = ctrl.expected_cost(cfg.expected_samples, seed=done)
@@ -386,15 +400,16 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
     steps_done = max(start, end)
     wall = time.perf_counter() - t0
     argmax = ctrl.argmax_arch(name=f"{space.name}-tunas-{cfg.target_gflops:g}")
-    top = ctrl.top_k(top_k, seed=cfg.seed, exclude=[argmax.hash])
+    top = ctrl.top_k(top_k, n=max(32, 16 * top_k), seed=cfg.seed, exclude=[argmax.hash]) if top_k else []
     top = [a.renamed(f"{space.name}-tunas-{cfg.target_gflops:g}-top{i + 1}") for i, a in enumerate(top)]
     result = SearchResult(argmax=argmax, top_k=top, trajectory=trajectory, policy=ctrl.policy.probs(), dir=out,
                           steps_done=steps_done, wall_s=wall, step_s=train_time / max(1, train_steps))
-    _write_outputs(result, cfg, policy_rows, setup_s)
+    _write_outputs(result, cfg, policy_rows, setup_s, plot)
     return result
 
 
-def _write_outputs(result: SearchResult, cfg: SearchConfig, policy_rows: list[dict[str, Any]], setup_s: float) -> None:
+def _write_outputs(result: SearchResult, cfg: SearchConfig, policy_rows: list[dict[str, Any]], setup_s: float,
+                   plot: bool = True) -> None:
     out = result.dir
     result.argmax.save(out / "argmax.yaml")
     for i, arch in enumerate(result.top_k):
@@ -413,10 +428,10 @@ def _write_outputs(result: SearchResult, cfg: SearchConfig, policy_rows: list[di
                "argmax_gflops": cost, "argmax_off_target": cost / cfg.target_gflops - 1,
                "top_k": [{"name": a.name, "hash": a.hash, "gflops": a.cost().gflops} for a in result.top_k],
                "steps_done": result.steps_done, "steps": cfg.steps, "search_wall_s": result.wall_s,
-               "supernet_train_step_s": result.step_s, "setup_s": setup_s, "config": cfg.to_dict(),
+               "supernet_train_step_s": result.step_s, "archs_per_step": cfg.archs_per_step, "setup_s": setup_s, "config": cfg.to_dict(),
                "gflops_convention": GFLOPS_NOTE}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    if result.trajectory:
+    if plot and result.trajectory:
         from nas.tunas.plots import policy_plot
 
         policy_plot(result.trajectory, policy_rows, out / "policy.png", title=f"TuNAS policy, target {cfg.target_gflops:g} GFLOPs")

@@ -1,0 +1,78 @@
+"""``xnas search`` end to end on a tiny space: outputs, errors, kill-and-resume."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nas.cli import main
+from nas.dsl import Arch
+from nas.tunas.testing import TINY_SPACE, tiny_space
+
+FAST = ["--target-gflops", "0.0015", "--search-steps", "4", "--search-size-scale", "1", "--search-batch-size", "2",
+        "--val-multiplier", "2", "--search-train-clips", "8", "--clip", "4x2x32", "--top-k", "1",
+        "--executor", "local", "--evaluator", "formula", "--no-progress"]
+
+
+@pytest.fixture
+def space_file(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+def _final_policy(search_dir: Path) -> dict[tuple[str, str], str]:
+    rows = list(csv.DictReader(open(search_dir / "policy.csv")))
+    last = max(int(r["step"]) for r in rows)
+    return {(r["label"], r["value"]): r["prob"] for r in rows if int(r["step"]) == last}
+
+
+def test_search_writes_frozen_arch_trajectory_and_plots(space_file: Path, tmp_path: Path, capsys) -> None:
+    runs = tmp_path / "runs"
+    assert main(["search", "--space", str(space_file), *FAST, "--runs-dir", str(runs), "--name", "a", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    s = summary["searches"][0]
+    arch = Arch.load(s["argmax"])
+    assert tiny_space().contains(arch) and arch.hash == s["argmax_hash"]
+    assert s["argmax_gflops"] == pytest.approx(arch.cost().gflops)
+    assert s["argmax_top1"] is not None and len(s["top_k"]) == 1
+    d = runs / "a" / "search-0.0015"
+    for name in ("trajectory.csv", "policy.csv", "policy.png", "summary.json", "checkpoint.pt"):
+        assert (d / name).is_file(), name
+    traj = list(csv.DictReader(open(d / "trajectory.csv")))
+    assert [int(r["step"]) for r in traj] == [1, 2, 3, 4]
+    assert float(traj[-1]["argmax_gflops"]) == pytest.approx(arch.cost().gflops)
+    assert (runs / "a" / "plots" / "pareto.png").is_file()
+    results = list(csv.DictReader(open(runs / "a" / "results.csv")))
+    assert {json.loads(r["tags"])["role"] for r in results} == {"argmax", "top1"}
+
+
+@pytest.mark.slow  # three CLI processes; tests/test_tunas_controller.py has the in-process resume test
+def test_kill_and_resume_ends_with_the_uninterrupted_policy(space_file: Path, tmp_path: Path) -> None:
+    runs = tmp_path / "runs"
+    assert main(["search", "--space", str(space_file), *FAST, "--runs-dir", str(runs), "--name", "full",
+                 "--no-retrain"]) == 0
+    cmd = [sys.executable, "-m", "nas.cli", "search", "--space", str(space_file), *FAST, "--runs-dir", str(runs),
+           "--name", "killed", "--no-retrain"]
+    killed = subprocess.run([*cmd, "--fail-after-steps", "2"], capture_output=True, text=True)
+    assert killed.returncode == 75, killed.stderr
+    ckpt_steps = json.loads((runs / "killed" / "config.json").read_text())  # the run exists
+    assert ckpt_steps["driver"] == "search"
+    resumed = subprocess.run([*cmd, "--resume"], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed at step 2/4" in resumed.stderr
+    assert _final_policy(runs / "killed" / "search-0.0015") == _final_policy(runs / "full" / "search-0.0015")
+    assert Arch.load(runs / "killed" / "search-0.0015" / "argmax.yaml") == Arch.load(runs / "full" / "search-0.0015" / "argmax.yaml")
+
+
+def test_user_mistakes_exit_2_with_one_line(space_file: Path, tmp_path: Path, capsys) -> None:
+    assert main(["search", "--space", "x3d", "--runs-dir", str(tmp_path)]) == 2
+    assert "allowed: a movinet-family space" in capsys.readouterr().err
+    assert main(["search", "--space", str(space_file), "--clip", "4x3x32", "--runs-dir", str(tmp_path)]) == 2
+    assert "clip/frame_stride: got 3; allowed: 2" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["search", "--targets", "1,-2"])
