@@ -52,13 +52,14 @@ COLUMNS = ("trial", "hash", "name", "driver", "step", "gflops", "params", "top1"
 
 # Config keys that do not change results: they may differ when a run is resumed.
 NEUTRAL_KEYS = frozenset({
-    "executor", "address", "cpus_per_trial", "gpus_per_trial", "max_failures", "trials", "progress",
+    "executor", "address", "cpus_per_trial", "gpus_per_trial", "memory_per_trial", "max_failures", "trials",
+    "progress",
     "fail_after_trials", "resume", "name", "runs_dir", "storage", "device",
 })
 
 # Failed trials whose reason starts so are infrastructure failures (Ray workers that crashed more than
 # --max-failures times), not the candidate's: they are not served from the cache when a run resumes.
-RETRY_ON_RESUME = "ray trial error: "
+RETRY_ON_RESUME = ("ray trial error: ", "Tune stopped: ")
 
 # Exit status of the fault-injection switch (a real, abrupt process exit: no clean-up runs).
 FAULT_EXIT_CODE = 75

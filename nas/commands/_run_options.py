@@ -65,7 +65,7 @@ def _fraction(text: str) -> float:
 def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula: str = "saturating") -> None:
     """Add the shared run options to ``parser``.
 
-    ``--name --resume --runs-dir --storage --address --cpus-per-trial --gpus-per-trial --max-failures
+    ``--name --resume --runs-dir --storage --address --cpus-per-trial --gpus-per-trial --memory-per-trial --max-failures
     --scheduler {none,asha} --executor {ray,local} --evaluator {proxy,formula} --formula --data --seed
     --steps --batch-size --size-scale --task --lr --train-clips --val-clips``, and the hidden
     fault-injection switch ``--fail-after-trials N`` (the process exits abruptly after N newly finished
@@ -89,8 +89,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula:
                    help="ray: Ray Tune trials (default); local: in this process, one after another")
     g.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: start a local "
                    "Ray sized to this machine)")
-    g.add_argument("--cpus-per-trial", type=_non_negative_float, default=1.0, help="CPUs each Ray trial reserves (default 1)")
-    g.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0, help="GPUs each Ray trial reserves (default 0)")
+    g.add_argument("--cpus-per-trial", type=_non_negative_float, default=1.0,
+                   help="CPUs each Ray trial reserves (default 1)")
+    g.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0,
+                   help="GPUs each Ray trial reserves (default 0)")
+    g.add_argument("--memory-per-trial", type=_non_negative_float, default=0.0,
+                   help="GiB of memory each Ray trial reserves (default 0: not limited; big candidates may need it)")
     g.add_argument("--max-failures", type=_non_negative_int, default=1,
                    help="retries of a Ray trial that crashed (default 1)")
     g.add_argument("--scheduler", choices=("none", "asha"), default="none",
@@ -144,6 +148,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         "cpus_per_trial": args.cpus_per_trial,
         "gpus_per_trial": args.gpus_per_trial,
         "max_failures": args.max_failures,
+        "memory_per_trial": args.memory_per_trial,
     }
 
 
@@ -223,6 +228,7 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict) -> "tuple[R
         inner = RayEvaluator(settings["data"] or "synthetic", proxy, args.seed, address=args.address,
                              cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                              max_failures=args.max_failures, scheduler=args.scheduler,
+                             memory_per_trial=args.memory_per_trial,
                              log_dir=run.dir / "ray", progress=args.progress, evaluator_spec=spec)
         run.on_close(inner.shutdown)
     return run, run.evaluator(inner)

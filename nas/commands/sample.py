@@ -58,18 +58,21 @@ def _positive_int(text: str) -> int:
 
 def register(subparsers: Any) -> None:
     """Add ``xnas sample`` to the CLI."""
-    p = subparsers.add_parser("sample", help="multi-trial baseline: Optuna samplers (random, TPE, NSGA-II) over a space",
+    p = subparsers.add_parser("sample",
+                              help="multi-trial baseline: Optuna samplers (random, TPE, NSGA-II) over a space",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--space", required=True, help="a space name (x3d, movinet) or a document path")
     p.add_argument("--strategy", choices=("random", "tpe", "nsga2"), default="random")
     p.add_argument("--trials", type=_positive_int, default=16, help="number of trials (default 16)")
     p.add_argument("--target-gflops", type=_positive_float,
-                   help="random/tpe: optimise the TuNAS absolute reward around this cost; nsga2: constraint GFLOPs <= G")
+                   help="random/tpe: optimise the TuNAS absolute reward around this cost; "
+                   "nsga2: constraint GFLOPs <= G")
     p.add_argument("--batch", type=_positive_int, default=4,
                    help="trials asked and evaluated together (default 4; part of the run's identity)")
     p.add_argument("--population", type=_positive_int, default=8, help="NSGA-II population size (default 8)")
     p.add_argument("--baselines", default="",
-                   help="comma-separated reference architectures (x3d-xs,movinet-a0) evaluated under the same proxy and marked on the plot")
+                   help="comma-separated reference architectures (x3d-xs,movinet-a0) evaluated under the "
+                   "same proxy and marked on the plot")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     add_run_arguments(p, proxy=DEFAULT_PROXY)
     p.set_defaults(func=cmd_sample)

@@ -219,7 +219,8 @@ class Study:
         raise KeyError(f"trial {number} is not in study {self.study.study_name!r}")
 
     # -- sampling ---------------------------------------------------------------------------------
-    def ask_batch(self, space: "Space", count: int, sampler: "optuna.samplers.BaseSampler") -> list[tuple[int, dict[str, Any]]]:
+    def ask_batch(self, space: "Space", count: int,
+                  sampler: "optuna.samplers.BaseSampler") -> list[tuple[int, dict[str, Any]]]:
         """Ask ``count`` new trials with ``sampler`` over the space's static dimension set; return
         ``(trial number, DSL sample)`` pairs."""
         self.study.sampler = sampler

@@ -200,6 +200,8 @@ class RayEvaluator:
         progress: print the one-line progress display on stderr.
         evaluator_spec: ``{"kind": "formula", "name": NAME}`` scores with a named formula
             (:mod:`nas.formulas`) inside the trials instead of training.
+        memory_per_trial: GiB of memory each trial reserves (Ray's ``memory`` resource; 0: none), so
+            Ray runs fewer big candidates at once instead of its OOM killer stopping them.
 
     ``on_result`` (set by a recording run) is called as ``on_result(index, result)`` as each trial
     finishes, so results are recorded before the whole batch is done.
@@ -208,7 +210,7 @@ class RayEvaluator:
     def __init__(self, data: str, proxy: Proxy, seed: int, *, address: str | None = None,
                  cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_failures: int = 1,
                  scheduler: str = "none", log_dir: Path | None = None, progress: bool = True,
-                 evaluator_spec: dict | None = None) -> None:
+                 evaluator_spec: dict | None = None, memory_per_trial: float = 0) -> None:
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler: got {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
         if evaluator_spec is not None and evaluator_spec.get("kind") != "formula":
@@ -223,6 +225,7 @@ class RayEvaluator:
         self.cpus_per_trial = cpus_per_trial
         self.gpus_per_trial = gpus_per_trial
         self.max_failures = max_failures
+        self.memory_per_trial = memory_per_trial
         self.scheduler = scheduler
         self.log_dir = Path(log_dir or Path("runs") / "ray").resolve()
         self.progress = progress
@@ -302,6 +305,8 @@ class RayEvaluator:
 
         progress = _Progress(len(jobs), self.progress, done, jobs)
         resources = {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
+        if self.memory_per_trial:
+            resources["memory"] = int(self.memory_per_trial * 1024**3)
         scheduler = None
         tune_kwargs: dict[str, Any] = {}
         if self.scheduler == "asha" and not self.evaluator_spec:
@@ -312,31 +317,46 @@ class RayEvaluator:
             scheduler = ASHAScheduler(time_attr="training_iteration", max_t=reports + 1, grace_period=1,
                                       reduction_factor=2)
             tune_kwargs = {"metric": "loss", "mode": "min"}
-        self.batches += 1
-        tuner = tune.Tuner(
-            tune.with_resources(_trainable, resources),
-            param_space={"job": tune.grid_search(jobs)},
-            tune_config=tune.TuneConfig(num_samples=1, scheduler=scheduler, reuse_actors=True,
-                                        trial_dirname_creator=lambda t: f"trial-{t.config['job']['index']}",
-                                        **tune_kwargs),
-            run_config=tune.RunConfig(
-                name=f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{self.batches}",
-                storage_path=str(self.log_dir / "tune"), verbose=0, callbacks=[progress],
-                failure_config=tune.FailureConfig(max_failures=self.max_failures)),
-        )
-        grid = tuner.fit()
-        for res in grid:
-            job = res.config["job"] if res.config else None
-            if job is None or results[int(job["index"])] is not None:
+        restarts = 0
+        while True:
+            pending = [job for job in jobs if results[int(job["index"])] is None]
+            if not pending:
+                break
+            self.batches += 1
+            tuner = tune.Tuner(
+                tune.with_resources(_trainable, resources),
+                param_space={"job": tune.grid_search(pending)},
+                tune_config=tune.TuneConfig(num_samples=1, scheduler=scheduler, reuse_actors=True,
+                                            trial_dirname_creator=lambda t: f"trial-{t.config['job']['index']}",
+                                            **tune_kwargs),
+                run_config=tune.RunConfig(
+                    name=f"batch-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{self.batches}",
+                    storage_path=str(self.log_dir / "tune"), verbose=0, callbacks=[progress],
+                    failure_config=tune.FailureConfig(max_failures=self.max_failures)),
+            )
+            try:
+                grid = tuner.fit()
+            except Exception as err:  # Tune itself gave up (e.g. Ray's OOM killer took an actor it was starting)
+                restarts += 1
+                reason = f"Tune stopped: {_last_line(err)}"
+                if restarts > self.max_failures:
+                    for job in pending:
+                        done(int(job["index"]), _result_from_metrics(job, None, reason))
+                    break
+                print(f"[ray] {reason}; restarting {len(pending)} unfinished trial(s)", file=sys.stderr, flush=True)
                 continue
-            metrics = res.metrics or {}
-            if res.error is not None:
-                done(int(job["index"]), _result_from_metrics(job, metrics, _last_line(res.error)))
-            elif metrics.get("final") == 1 or (scheduler is not None and metrics):
-                done(int(job["index"]), _result_from_metrics(job, metrics, None))
-        missing = [i for i, r in enumerate(results) if r is None]
-        if missing:
-            # Tune returned without finishing them (Ctrl-C): nothing is recorded for them, so a
-            # rerun with --resume trains exactly these again
-            raise KeyboardInterrupt(f"{len(missing)} Ray trial(s) did not finish (interrupted)")
+            for res in grid:
+                job = res.config["job"] if res.config else None
+                if job is None or results[int(job["index"])] is not None:
+                    continue
+                metrics = res.metrics or {}
+                if res.error is not None:
+                    done(int(job["index"]), _result_from_metrics(job, metrics, _last_line(res.error)))
+                elif metrics.get("final") == 1 or (scheduler is not None and metrics):
+                    done(int(job["index"]), _result_from_metrics(job, metrics, None))
+            missing = [i for i, r in enumerate(results) if r is None]
+            if missing:
+                # Tune returned without finishing them (Ctrl-C): nothing is recorded for them, so a
+                # rerun with --resume trains exactly these again
+                raise KeyboardInterrupt(f"{len(missing)} Ray trial(s) did not finish (interrupted)")
         return [r for r in results if r is not None]
