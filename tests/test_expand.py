@@ -232,7 +232,9 @@ def test_outputs(tmp_path, run4) -> None:
     assert sum(r["chosen"] == "1" for r in rows) == 1 + 8 + 1
     assert {"step", "axis", "gflops", "params", "top1", "chosen", *AXES} <= set(rows[0])
     for key in [f"step-{i:02d}" for i in range(9)] + ["contraction", "final"]:
-        assert (tmp_path / paths[key]).is_file() or paths[key].is_file(), key
+        assert paths[key].is_file(), key
+    assert {r["arch_file"] for r in rows if r["chosen"] == "1"} >= {"archs/expand-step-00-start.yaml",
+                                                                      "archs/expand-final.yaml"}
     final = load_arch(str(tmp_path / "archs" / "expand-final.yaml"))
     assert final == result.final.arch and final.cost().gflops == pytest.approx(result.final.gflops)
     from nas.drivers.expand_plots import tradeoff_plot

@@ -588,21 +588,22 @@ def write_outputs(result: ExpansionResult, out_dir: Path, *,
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
-    def _save(arch: Arch, name: str) -> Path:
-        if save_arch is not None:
-            return Path(save_arch(arch, name))
-        return arch.save(out_dir / "archs" / f"{name}.yaml")
+    def _save(arch: Arch, name: str) -> str:
+        path = Path(save_arch(arch, name)) if save_arch is not None else arch.save(out_dir / "archs" / f"{name}.yaml")
+        try:  # relative to the run directory when it is inside it (the CSV stays valid if the run moves)
+            return str(path.resolve().relative_to(out_dir.resolve()))
+        except ValueError:
+            return str(path)
 
     paths: dict[str, Path] = {}
     for c in result.path():
         key = f"step-{c.step:02d}" if c.role in ("start", "candidate") else c.role
         name = f"expand-{key}-{c.axis or 'start'}"
-        c.file = str(_save(c.arch.renamed(name), name).relative_to(out_dir) if save_arch is None
-                      else _save(c.arch.renamed(name), name))
-        paths[key] = Path(c.file)
+        c.file = _save(c.arch.renamed(name), name)
+        paths[key] = out_dir / c.file
     final_arch = result.final.arch.renamed("expand-final", f"xnas expand: {result.final.gflops:.4f} GFLOPs")
-    result.final.file = str(_save(final_arch, "expand-final"))
-    paths["final"] = Path(result.final.file)
+    result.final.file = _save(final_arch, "expand-final")
+    paths["final"] = out_dir / result.final.file
     traj = out_dir / "trajectory.csv"
     with traj.open("w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=TRAJECTORY_COLUMNS)
