@@ -256,3 +256,18 @@ def test_ties_go_to_the_lower_validation_loss() -> None:
     result = expand(load_arch("x2d"), SameTop1(), target_gflops=0.1, log=_quiet)
     # step 1 is no tie (same gain, different cost ratios); from step 2 on every gain is 0
     assert [c.axis for c in result.path()[2:]] == ["depth", "depth", "depth"]
+
+
+def test_loss_drop_criterion() -> None:
+    """``loss-drop-per-log-cost`` keeps the candidate whose validation loss falls most per log cost."""
+    class LossOnly:
+        def evaluate(self, archs, tags=None):
+            results = _formula().evaluate(archs, tags)
+            for arch, r in zip(archs, results):
+                r.top1 = 10.0
+                r.loss = 2.0 - 0.1 * arch.cost().gflops / 0.02 * ("width" in arch.name)
+            return results
+
+    result = expand(load_arch("x2d"), LossOnly(), target_gflops=0.1, criterion="loss-drop-per-log-cost", log=_quiet)
+    assert [c.axis for c in result.path()[1:]] == ["width", "width", "width", "width"]
+    assert all(c.score > 0 for c in result.path()[1:-1])

@@ -63,7 +63,7 @@ def test_resume_after_crash_does_not_redo_finished_trials(tmp_path: Path) -> Non
 @pytest.mark.parametrize("flags, message", [
     (["--target-gflops", "0.01"], "xnas: error: --target-gflops: got 0.01; allowed: a number above the start's cost"),
     (["--target-gflops", "1", "--axes", "frames,height"], "xnas: error: --axes: got 'height'; allowed: a comma-separated subset of frame_stride,frames,spatial,width,bottleneck,depth"),
-    (["--target-gflops", "1", "--criterion", "best"], "xnas: error: --criterion: got 'best'; allowed: one of gain-per-log-cost, gain-per-gflop, accuracy"),
+    (["--target-gflops", "1", "--criterion", "best"], "xnas: error: --criterion: got 'best'; allowed: one of gain-per-log-cost, gain-per-gflop, accuracy, loss-drop-per-log-cost"),
     (["--target-gflops", "1", "--rate", "0.5"], "xnas: error: --rate: got 0.5"),
     (["--target-gflops", "1", "--from", "movinet-a0"], "xnas: error: --from: got 'movinet-a0'; allowed: an architecture with the six X3D factors"),
     (["--target-gflops", "1", "--from", "nope"], "xnas: error: --from: "),

@@ -29,6 +29,8 @@ Trade-off criteria (:data:`CRITERIA`), all computed against the current (parent)
 
 * ``gain-per-log-cost`` (default, X3D): (top1 - parent top1) / ln(GFLOPs / parent GFLOPs);
 * ``gain-per-gflop``: (top1 - parent top1) / (GFLOPs - parent GFLOPs);
+* ``loss-drop-per-log-cost``: (parent validation loss - loss) / ln(GFLOPs / parent GFLOPs) -- for
+  small proxies whose top-1s sit near chance (the loss moves before the arg-max does);
 * ``accuracy``: the candidate's top-1 alone.
 
 Ties (equal scores -- common when a small proxy leaves several candidates at the same top-1 on a small
@@ -60,7 +62,7 @@ __all__ = [
 AXES = ("frame_stride", "frames", "spatial", "width", "bottleneck", "depth")
 PAPER_SYMBOLS = {"frame_stride": "γτ (X-Fast)", "frames": "γt (X-Temporal)", "spatial": "γs",
                  "width": "γw", "bottleneck": "γb", "depth": "γd"}
-CRITERIA = ("gain-per-log-cost", "gain-per-gflop", "accuracy")
+CRITERIA = ("gain-per-log-cost", "gain-per-gflop", "accuracy", "loss-drop-per-log-cost")
 
 # An axis whose best candidate grows the cost by less than rate ** MIN_RATE_POWER is exhausted (it hit
 # its range bound); comparing a x1.1 candidate's "gain per log cost" with x2 ones would be noise.
@@ -324,9 +326,13 @@ def _loss(c: Candidate) -> float:
     return loss if math.isfinite(loss) else float("inf")
 
 
-def _score(criterion: str, cand: Candidate, parent_top1: float) -> float:
+def _score(criterion: str, cand: Candidate, parent: Candidate) -> float:
     if cand.result is None or cand.result.status != "ok" or not math.isfinite(cand.top1):
         return float("nan")
+    if criterion == "loss-drop-per-log-cost":
+        drop = _loss(parent) - _loss(cand)
+        return drop / math.log(cand.macs / cand.parent_macs) if math.isfinite(drop) else float("nan")
+    parent_top1 = parent.top1
     if criterion == "accuracy":
         return cand.top1
     gain = cand.top1 - parent_top1
@@ -496,7 +502,7 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
             f"({', '.join(c.axis for c in cands)})")
         _evaluate(evaluator, cands)
         for c in cands:
-            c.score = _score(criterion, c, current.top1)
+            c.score = _score(criterion, c, current)
         ok = [c for c in cands if c.score == c.score]
         if not ok:
             raise ExpandError(f"step {step}: every candidate failed: "
