@@ -241,7 +241,7 @@ class Candidate:
     """One architecture the driver built: the start, a step's candidate, the contraction or the final."""
 
     step: int
-    role: str  # start | candidate | contraction | final
+    role: str  # start | candidate | contraction | adjustment (a fine adjustment after the contraction)
     axis: str  # "" for the start
     arch: Arch
     macs: int
