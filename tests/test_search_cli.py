@@ -76,3 +76,18 @@ def test_user_mistakes_exit_2_with_one_line(space_file: Path, tmp_path: Path, ca
     assert "clip/frame_stride: got 3; allowed: 2" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["search", "--targets", "1,-2"])
+
+
+def test_default_baseline_is_the_reference_nearest_the_target_at_the_search_clip() -> None:
+    import argparse
+
+    import nas
+    from nas.commands.search import DEFAULT_TARGET, _baselines
+
+    space = nas.load_space("movinet")
+    args = argparse.Namespace(baselines="nearest", clip=(8, 5, 112))
+    (a0,) = _baselines(args, space, [DEFAULT_TARGET])
+    assert a0.name == "movinet-a0-8x5x112" and a0.clip.frames == 8 and a0.clip.crop == 112
+    assert abs(a0.cost().gflops / DEFAULT_TARGET - 1) < 0.05
+    assert [b.name for b in _baselines(args, space, [0.18, 0.5])] == ["movinet-a0-8x5x112", "movinet-a2-8x5x112"]
+    assert _baselines(argparse.Namespace(baselines="none", clip=(8, 5, 112)), space, [0.18]) == []

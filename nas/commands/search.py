@@ -8,7 +8,8 @@ with the ``--baselines``, and placed on the run's Pareto plot.
 The search trains at one fixed clip (``--clip FRAMESxSTRIDExCROP``, default 8x5x112): GFLOPs targets
 are at that clip, and baselines are re-clipped to it, so every point of the plot sees the same input.
 The default (``xnas search --space movinet``) is sized for a 2-core CPU: target 0.18 GFLOPs (about
-MoViNet-A0 at 8x112²), 120 search steps of 8 clips at an eighth of the crop, 40-step proxy retrains.
+MoViNet-A0 at 8x112²), 150 search steps of 4 architectures x 4 clips at an eighth of the crop
+(14 px), 40-step proxy retrains at a quarter (28 px).
 
 Outputs, under ``runs/<name>/``: ``search-<target>/`` (``argmax.yaml`` -- the frozen final
 architecture --, ``top_k/``, ``trajectory.csv``, ``policy.csv``, ``policy.png``, ``summary.json``,
@@ -98,7 +99,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-retrain", dest="retrain", action="store_false", help="search only: no proxy retraining")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     g = p.add_argument_group("search budget and TuNAS hyper-parameters")
-    g.add_argument("--search-steps", type=_positive_int, default=120, help="search steps, one architecture each (default 120)")
+    g.add_argument("--search-steps", type=_positive_int, default=150, help="search steps (default 150)")
     g.add_argument("--search-batch-size", type=_positive_int, default=4,
                    help="training clips per architecture per step (default 4)")
     g.add_argument("--archs-per-step", type=_positive_int, default=4,
@@ -110,7 +111,7 @@ def register(subparsers: Any) -> None:
     g.add_argument("--weights-optimizer", choices=("adam", "rmsprop_tf"), default="adam",
                    help="adam (default, short searches) or TuNAS's rmsprop_tf (eps 1 inside the sqrt)")
     g.add_argument("--weight-decay", type=float, default=4e-5, help="masked L2 in the loss (TuNAS 4e-5)")
-    g.add_argument("--rl-lr", type=float, default=0.05, help="controller base learning rate (Adam beta1 0; x10 by the end)")
+    g.add_argument("--rl-lr", type=float, default=0.15, help="controller base learning rate (Adam beta1 0; x10 by the end)")
     g.add_argument("--beta", type=float, default=-0.10, help="reward cost exponent (TuNAS abs: -0.10)")
     g.add_argument("--reward", choices=("abs", "mnas", "mnas_hard"), default="abs", help="reward (default abs)")
     g.add_argument("--warmup-fraction", type=float, default=0.25, help="op/filter warm-up and RL delay fraction (TuNAS 0.25)")
@@ -134,7 +135,7 @@ def _reclip(arch: Any, clip: tuple[int, int, int], suffix: bool = True) -> Any:
     frames, stride, crop = clip
     doc["clip"] = {"frames": frames, "frame_stride": stride, "crop": crop}
     if suffix:
-        doc["name"] = f"{arch.name}@{frames}x{stride}x{crop}"
+        doc["name"] = f"{arch.name}-{frames}x{stride}x{crop}"
     return Arch.from_dict(doc)
 
 

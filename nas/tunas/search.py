@@ -80,7 +80,7 @@ class SearchConfig:
 
     target_gflops: float
     fixed: Mapping[str, Any] = field(default_factory=dict)
-    steps: int = 120
+    steps: int = 150
     batch_size: int = 4
     archs_per_step: int = 4
     val_multiplier: int = 4
@@ -89,7 +89,7 @@ class SearchConfig:
     optimizer: str = "adam"
     weight_decay: float = 4e-5
     label_smoothing: float = 0.1
-    rl_lr: float = 0.05
+    rl_lr: float = 0.15
     beta: float = -0.10
     reward: str = "abs"
     warmup_fraction: float = 0.25
@@ -147,6 +147,7 @@ class SearchResult:
     steps_done: int
     wall_s: float
     step_s: float
+    cpu_s: float = 0.0
 
     @property
     def finished(self) -> bool:
@@ -345,7 +346,7 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
                           "train_time": train_time, "train_steps": train_steps})
 
     bar = _Progress(sys.stderr.isatty() if progress is None else progress, cfg.steps, f"tunas @{cfg.target_gflops:g}")
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     supernet.train()
     k_archs = cfg.archs_per_step
@@ -394,16 +395,20 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
         row["wall_s"] = time.perf_counter() - t0
         trajectory.append(row)
         bar.update(done, row)
+        if not bar.enabled and (done % max(1, cfg.steps // 10) == 0 or done == cfg.steps):
+            # no terminal: a progress line in the log every 10 % of the steps
+            log(f"search: step {done}/{cfg.steps}, loss {row['loss']:.3f}, Q {row['q']:.2f}, sampled "
+                f"{row['sampled_gflops']:.3g} GFLOPs, {row['wall_s'] / max(1, done - start):.2f} s/step")
         if done % cfg.checkpoint_every == 0 or done == end:
             checkpoint(done)
     bar.close()
     steps_done = max(start, end)
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     argmax = ctrl.argmax_arch(name=f"{space.name}-tunas-{cfg.target_gflops:g}")
     top = ctrl.top_k(top_k, n=max(32, 16 * top_k), seed=cfg.seed, exclude=[argmax.hash]) if top_k else []
     top = [a.renamed(f"{space.name}-tunas-{cfg.target_gflops:g}-top{i + 1}") for i, a in enumerate(top)]
     result = SearchResult(argmax=argmax, top_k=top, trajectory=trajectory, policy=ctrl.policy.probs(), dir=out,
-                          steps_done=steps_done, wall_s=wall, step_s=train_time / max(1, train_steps))
+                          steps_done=steps_done, wall_s=wall, step_s=train_time / max(1, train_steps), cpu_s=cpu)
     _write_outputs(result, cfg, policy_rows, setup_s, plot)
     return result
 
@@ -428,6 +433,7 @@ def _write_outputs(result: SearchResult, cfg: SearchConfig, policy_rows: list[di
                "argmax_gflops": cost, "argmax_off_target": cost / cfg.target_gflops - 1,
                "top_k": [{"name": a.name, "hash": a.hash, "gflops": a.cost().gflops} for a in result.top_k],
                "steps_done": result.steps_done, "steps": cfg.steps, "search_wall_s": result.wall_s,
+               "search_cpu_s": result.cpu_s,
                "supernet_train_step_s": result.step_s, "archs_per_step": cfg.archs_per_step, "setup_s": setup_s, "config": cfg.to_dict(),
                "gflops_convention": GFLOPS_NOTE}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
