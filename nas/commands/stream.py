@@ -159,8 +159,6 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
 
 def cmd_stream(args: argparse.Namespace) -> int:
     """Print the running top-k of a causal MoViNet on a video, frame by frame."""
-    import torch
-
     from nas.data.video import VideoDecodeError
 
     video = Path(args.video)
@@ -175,7 +173,6 @@ def cmd_stream(args: argparse.Namespace) -> int:
             raise UsageError(f"--labels: got {args.labels!r}; allowed: a readable text file ({err.strerror})") from None
     size = args.size or arch.clip.crop
     stride = args.frame_stride or arch.clip.frame_stride
-    torch.set_grad_enabled(False)
     if not args.json:
         weights = args.checkpoint or f"random init, seed {args.seed}"
         print(f"{arch.name}: streaming {video.name} every {stride} source frame(s) at {size}² ({weights})")
