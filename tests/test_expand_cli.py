@@ -90,3 +90,16 @@ def test_expand_through_ray_with_the_formula(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "ray" / "expand.json").read_text())
     assert [p["axis"] for p in summary["path"]][1:] == ["frame_stride", "frame_stride", "bottleneck", "spatial"]
     assert summary["landed"]
+
+
+def test_interrupt_keeps_the_run(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during a step: exit 130 with a hint to --resume, no traceback."""
+    import nas.drivers.expand as driver
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(driver, "expand", interrupted)
+    code = main(["expand", "--target-gflops", "1", "--runs-dir", str(tmp_path), "--name", "i", *FORMULA])
+    assert code == 130
+    assert "rerun with --resume --name i to continue" in capsys.readouterr().err

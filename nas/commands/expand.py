@@ -117,6 +117,9 @@ def cmd_expand(args: argparse.Namespace) -> int:
             result = expand(start, evaluator, log=run.log, **settings)
         except ExpandError as err:
             raise UsageError(str(err)) from None
+        except KeyboardInterrupt:
+            run.log(f"interrupted; finished trials are kept: rerun with --resume --name {run.name} to continue")
+            return 130
         paths = write_outputs(result, run.dir, save_arch=lambda arch, name: run.save_arch(arch, name))
         paths.update(_plots(result, run))
     finally:
