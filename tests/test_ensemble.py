@@ -123,3 +123,26 @@ def test_ensemble_trains_with_the_proxy_trainer() -> None:
     assert result.status == "ok", result.reason
     assert (result.gflops, result.params) == (arch.cost().gflops, arch.cost().params)
     assert 0.0 <= result.top1 <= 100.0 and math.isfinite(result.loss)
+
+
+def test_causal_ensemble_streams_to_the_whole_clip_result() -> None:
+    """Frame t goes to member t mod n; after the last chunk the averaged logits equal forward(clip)."""
+    torch.manual_seed(0)
+    model = build_model(Arch.from_dict(_doc([_member(32), _member(24)], frames=7))).double().eval()
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.ndim == 0:
+                p.fill_(0.8)  # switch the ReZero branches on so the stream buffers matter
+    x = torch.randn(2, 3, 7, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        whole = model(x)
+        for chunk in (1, 2, 3):
+            state = model.init_state(2, 32, dtype=torch.float64)
+            for start in range(0, 7, chunk):
+                logits, state = model.step(x[:, :, start:start + chunk], state)
+            torch.testing.assert_close(logits, whole, atol=1e-10, rtol=0)
+            assert int(state["frames"][0]) == 7 and int(state["member1/frames"][0]) == 3
+        first, _ = model.step(x[:, :, :1], model.init_state(2, 32, dtype=torch.float64))
+        torch.testing.assert_close(first, model.members[0](x[:, :, :1]))  # only member 0 has a frame yet
+    with pytest.raises(ValueError, match="non-causal member"):
+        build_model(Arch.from_dict(_doc([_member(), "movinet-a0"]))).init_state(1)

@@ -65,3 +65,13 @@ def test_stream_user_errors(video: Path, tmp_path: Path, capsys: pytest.CaptureF
     assert "video: got" in capsys.readouterr().err
     assert main(["stream", "movinet-a0-stream", str(tmp_path / "missing.mp4")]) == 2
     assert "an existing video file" in capsys.readouterr().err
+
+
+def test_stream_an_ensemble_of_causal_movinets(video: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    doc = tmp_path / "ens.yaml"
+    doc.write_text("xnas: 1\nkind: architecture\nname: a0-stream-x2\nfamily: ensemble\nclasses: 600\n"
+                   "clip: {frames: 10, frame_stride: 2, crop: 32}\nmembers: [movinet-a0-stream, movinet-a0-stream]\n")
+    assert main(["stream", str(doc), str(video), "--json", "--topk", "1"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["frame"] for r in rows] == list(range(1, 13))  # 24 source frames at the clip's stride 2
+    assert len({r["state_bytes"] for r in rows}) == 1

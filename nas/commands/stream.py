@@ -54,7 +54,8 @@ def _positive(text: str) -> int:
 def register(subparsers: Any) -> None:
     """Add ``xnas stream`` to the CLI."""
     p = subparsers.add_parser("stream", help="run a causal MoViNet on a video frame by frame (running top-k)")
-    p.add_argument("arch", help="a causal architecture (movinet-a0-stream, ...) or a document path")
+    p.add_argument("arch", help="a causal architecture (movinet-a0-stream, ..., or an ensemble of causal MoViNets) "
+                                "or a document path")
     p.add_argument("video", help="a video file PyAV can decode")
     p.add_argument("--every", type=_positive, default=1, help="print the running top-k every N model frames (default 1)")
     p.add_argument("--topk", type=_positive, default=5, help="classes to print (default 5)")
@@ -97,7 +98,8 @@ def stream_video(model: Any, path: str | Path, *, size: int, frame_stride: int =
     """Stream ``path`` through a causal model, one frame per ``model.step``.
 
     Args:
-        model: a built causal MoViNet (:class:`nas.models.streaming.MovinetStream`), in eval mode.
+        model: a built causal model with ``init_state`` / ``step`` (a causal MoViNet or an ensemble of
+            them), in eval mode.
         path: the video.
         size: the square crop fed to the model (short side resized to it, then centre-cropped).
         frame_stride: feed every ``frame_stride``-th decoded frame.
@@ -138,11 +140,11 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
     from nas.registry import load_arch
 
     arch = load_arch(args.arch)
-    if arch.family != "movinet" or not arch.doc.get("causal", False):
-        raise UsageError(f"arch: got {arch.name!r}; allowed: a causal MoViNet architecture (causal: true), "
-                         "e.g. movinet-a0-stream")
     torch.manual_seed(args.seed)
     model = build_model(arch)
+    if not getattr(model, "causal", False):
+        raise UsageError(f"arch: got {arch.name!r}; allowed: a causal MoViNet architecture (causal: true), "
+                         "e.g. movinet-a0-stream, or an ensemble of them")
     if args.checkpoint:
         path = Path(args.checkpoint)
         if not path.is_file():
