@@ -273,6 +273,9 @@ def test_streaming_errors() -> None:
         model.step(torch.zeros(1, 3, 1, 32, 32), {"frames": torch.zeros(1, dtype=torch.long)})
     with pytest.raises(ValueError, match="batch_size: got 0"):
         model.init_state(0)
+    with pytest.raises(ValueError, match=r"state\['block1_layer0_stream_buffer'\]: got shape \(1, 80, 2, 2, 2\); "
+                                         r"allowed: \(1, 80, 2, 4, 4\) for a batch of 1 and 32x32 frames"):
+        model.step(torch.zeros(1, 3, 1, 32, 32), model.init_state(1, 16))
 
 
 def test_stream_model_trains() -> None:

@@ -361,9 +361,16 @@ class MovinetStream(nn.Module):
         """
         if not self.causal:
             raise ValueError("causal: got false; allowed: true -- only a causal MoViNet can be streamed")
-        missing = [k for k in self.state_shapes(tuple(chunk.shape[-2:])) if k not in state]  # type: ignore[arg-type]
+        shapes = self.state_shapes(tuple(chunk.shape[-2:]))  # type: ignore[arg-type]
+        missing = [k for k in shapes if k not in state]
         if missing:
             raise ValueError(f"state: missing {', '.join(missing[:4])}; allowed: the mapping init_state() returns")
+        for key, shape in shapes.items():
+            got = tuple(state[key].shape) if key == FRAMES_KEY else tuple(state[key].shape[1:])
+            if got != shape or (key != FRAMES_KEY and state[key].shape[0] != chunk.shape[0]):
+                raise ValueError(f"state[{key!r}]: got shape {tuple(state[key].shape)}; allowed: "
+                                 f"{(chunk.shape[0], *shape) if key != FRAMES_KEY else shape} for a batch of "
+                                 f"{chunk.shape[0]} and {chunk.shape[-2]}x{chunk.shape[-1]} frames (init_state's size)")
         ctx = StepContext(state=state, seen=state[FRAMES_KEY])
         logits = self._run(chunk, ctx)
         ctx.new[FRAMES_KEY] = ctx.seen + chunk.shape[2]
