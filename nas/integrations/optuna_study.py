@@ -209,7 +209,7 @@ class Study:
             state=state, values=values if state == TrialState.COMPLETE else None,
             params=params, distributions=dists, user_attrs=attrs)
         self.study.add_trial(trial)
-        return self.study.trials[-1].number
+        return self.study.get_trials(deepcopy=False)[-1].number
 
     def _trial_id(self, number: int) -> int:
         # a trial asked by an earlier process (resume): find its storage id by number
