@@ -61,6 +61,7 @@ def test_tpe_with_target_uses_the_absolute_reward(tmp_path):
 def test_usage_errors_are_one_line(tmp_path, capsys):
     assert _sample(tmp_path, "--space", "x3d", "--trials", "2", "--formula", "nope") == 2
     assert "--formula: got 'nope'; allowed:" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # checked before the run folder was made
     assert _sample(tmp_path, "--space", "x3d", "--trials", "2", "--name", "x", "--resume") == 2
     assert "--resume: no run 'x'" in capsys.readouterr().err
     assert _sample(tmp_path, "--space", "x3d", "--trials", "2", "--name", "y") == 0

@@ -193,6 +193,13 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict) -> "tuple[R
     """
     from nas.runs import Run
 
+    if args.evaluator == "formula":  # checked before the run folder is made: a typo leaves nothing behind
+        from nas.formulas import get_formula
+
+        try:
+            get_formula(args.formula)
+        except ValueError as err:
+            raise UsageError(str(err).replace("evaluator.formula", "--formula")) from None
     settings = run_settings(args)
     full = {**config, **settings}
     run = Run.open(args.name, driver=driver, config=full, root=args.runs_dir, resume=args.resume,
@@ -208,23 +215,13 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict) -> "tuple[R
             from nas.evaluator import FormulaEvaluator
             from nas.formulas import get_formula
 
-            try:
-                inner = FormulaEvaluator(get_formula(args.formula), args.formula)
-            except ValueError as err:
-                raise UsageError(str(err).replace("evaluator.formula", "--formula")) from None
+            inner = FormulaEvaluator(get_formula(args.formula), args.formula)
         else:
             inner = InProcessProxyEvaluator(settings["data"], proxy, args.seed, run.dir / "checkpoints")
     else:
         from nas.integrations.ray_tune import RayEvaluator
 
         spec = {"kind": "formula", "name": args.formula} if args.evaluator == "formula" else None
-        if spec is not None:
-            from nas.formulas import get_formula
-
-            try:
-                get_formula(args.formula)
-            except ValueError as err:
-                raise UsageError(str(err).replace("evaluator.formula", "--formula")) from None
         inner = RayEvaluator(settings["data"] or "synthetic", proxy, args.seed, address=args.address,
                              cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                              max_failures=args.max_failures, scheduler=args.scheduler,
