@@ -22,6 +22,13 @@ PUBLISHED = {
     "movinet-a3": (55.593, 7_397_545),
     "movinet-a4": (103.339, 11_349_463),
     "movinet-a5": (276.334, 18_650_523),
+    # stream variants: the code-derived counts in shared/reference/movinet_specs.json (`streaming`)
+    "movinet-a0-stream": (2.426, 3_748_031),
+    "movinet-a1-stream": (5.540, 6_447_352),
+    "movinet-a2-stream": (10.700, 7_326_962),
+    "movinet-a3-stream": (52.134, 10_986_618),
+    "movinet-a4-stream": (96.741, 18_136_182),
+    "movinet-a5-stream": (261.710, 31_495_934),
 }
 
 
