@@ -500,6 +500,8 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
             break
         log(f"step {step}/~{planned}: {len(cands)} candidates at ~{rate * current.gflops:.4f} GFLOPs "
             f"({', '.join(c.axis for c in cands)})")
+        for note in skip:
+            log(f"  not built: {note}")
         _evaluate(evaluator, cands)
         for c in cands:
             c.score = _score(criterion, c, current)
