@@ -193,6 +193,8 @@ def test_kill_during_a_ray_batch_then_resume(tmp_path):
     straight = subprocess.run(base + ["--name", "s", "--executor", "local"], capture_output=True, text=True,
                               timeout=300)
     assert straight.returncode == 0, straight.stderr[-2000:]
+    # Ray's own logs are in the run directory (through a short alias while Ray ran)
+    assert (tmp_path / "k" / "ray" / "session_latest" / "logs").is_dir()
     cols = ["trial", "hash", "top1", "status"]
     # Ray trials of a batch finish in any order: rows are compared by trial number
     k = pandas.read_csv(tmp_path / "k" / "results.csv")[cols].sort_values("trial", ignore_index=True)

@@ -264,6 +264,11 @@ class RayEvaluator:
         link = Path(self._temp_dir) if self._temp_dir else None
         if link is not None and link.is_symlink():  # the short alias of the run's ray/ folder
             link.unlink()
+            latest = self.log_dir / "session_latest"
+            if latest.is_symlink():  # Ray's link went through the alias: make it relative
+                target = os.path.basename(os.readlink(latest))
+                latest.unlink()
+                latest.symlink_to(target, target_is_directory=True)
         self._temp_dir = None
 
     # -- evaluation -------------------------------------------------------------------------------
