@@ -375,8 +375,8 @@ class Run:
 
     def _append_row(self, row: Mapping[str, str]) -> None:
         new = not self.results_path.is_file() or self.results_path.stat().st_size == 0
-        if not new:
-            read_results(self.results_path) if not _ends_with_newline(self.results_path) else None
+        if not new and not _ends_with_newline(self.results_path):
+            read_results(self.results_path)  # a torn last row from a killed writer: drop it first
         with open(self.results_path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             if new:
