@@ -59,17 +59,18 @@ def tradeoff_plot(result: ExpansionResult, path: str | Path, *, title: str = "")
     ax.text(result.target_gflops, ax.get_ylim()[0], f" target {result.target_gflops:g}", fontsize=8,
             color="grey", va="bottom")
     ax.set_xscale("log")
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    plain = FuncFormatter(lambda v, _: f"{v:g}")
-    ax.xaxis.set_major_formatter(plain)
-    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _: ""))
+    # 1-2-5 ticks with plain numbers: an expansion often spans less than two decades
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel(f"GFLOPs (log scale; {GFLOPS_NOTE})", fontsize=8)
     ax.set_ylabel("proxy top-1 (%)")
     ax.set_title(title or f"X3D progressive expansion: every candidate, chosen path joined "
                           f"(x{result.rate:g} per step, {result.criterion})", fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.legend(fontsize=7, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
