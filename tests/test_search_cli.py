@@ -13,8 +13,8 @@ from nas.cli import main
 from nas.dsl import Arch
 from nas.tunas.testing import TINY_SPACE, tiny_space
 
-FAST = ["--target-gflops", "0.0015", "--search-steps", "4", "--search-size-scale", "1", "--search-batch-size", "2",
-        "--val-multiplier", "2", "--search-train-clips", "8", "--clip", "4x2x32", "--top-k", "1",
+FAST = ["--target-gflops", "0.0015", "--search-steps", "4", "--search-size-scale", "1", "--search-batch-size", "2", "--archs-per-step", "1",
+        "--val-multiplier", "2", "--search-train-clips", "4", "--clip", "4x2x32", "--top-k", "1",
         "--executor", "local", "--evaluator", "formula", "--no-progress"]
 
 

@@ -126,9 +126,9 @@ def test_interrupted_search_resumes_to_the_uninterrupted_result(tmp_path) -> Non
     from nas.tunas.search import SearchConfig, default_fixed, run_search
 
     space = tiny_space()
-    cfg = SearchConfig(target_gflops=0.0015, fixed=default_fixed(space), steps=6, batch_size=2, val_multiplier=2,
-                       size_scale=0.5, train_clips=8, heldout_clips=8, log_every=2, checkpoint_every=100,
-                       warmup_fraction=0.25)
+    cfg = SearchConfig(target_gflops=0.0015, fixed=default_fixed(space), steps=6, batch_size=2, archs_per_step=2,
+                       val_multiplier=1, size_scale=0.5, train_clips=4, heldout_clips=4, log_every=2,
+                       checkpoint_every=100, warmup_fraction=0.25)
     full = run_search(space, cfg, tmp_path / "full", top_k=0, progress=False, plot=False, log=lambda m: None)
     part = run_search(space, cfg, tmp_path / "cut", top_k=0, progress=False, plot=False, log=lambda m: None,
                       stop_after=3)
