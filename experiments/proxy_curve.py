@@ -57,7 +57,7 @@ def main() -> None:
     layout = _choose_layout(model, _to_tensor(clips, torch.device("cpu"), "channels_first"), labels,
                             (arch.hash, clips.shape)) if proxy.layout == "auto" else proxy.layout
     model.to(memory_format=torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format)
-    print(f"{arch.name}: {clips.shape[2]}x{clips.shape[-2]}², layout {layout}, data {data_s:.1f} s, proxy {proxy}")
+    print(f"{arch.name}: {clips.shape[1]}x{clips.shape[-2]}², layout {layout}, data {data_s:.1f} s, proxy {proxy}")
     curve = []
     train_s = 0.0
     for step in range(proxy.steps):
