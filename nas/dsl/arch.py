@@ -23,7 +23,8 @@ class Arch:
 
     Build one with :meth:`load`, :meth:`from_yaml`, :meth:`from_json`, :meth:`from_dict`, or
     :meth:`nas.dsl.space.Space.freeze`. The document is treated as immutable: methods that change
-    something (:meth:`with_clip`, :meth:`renamed`) return a new architecture.
+    something (:meth:`renamed`) return a new architecture; :meth:`cost` takes another clip length
+    or crop without changing the document.
     """
 
     def __init__(self, doc: dict[str, Any], *, file: str | None = None) -> None:
@@ -128,12 +129,6 @@ class Arch:
         from nas.families import family_of
 
         return family_of(self.family).clip(self.doc)
-
-    def with_clip(self, frames: int | None = None, crop: int | None = None) -> "Arch":
-        """The same network at another clip length and/or crop size."""
-        from nas.families import family_of
-
-        return Arch.from_dict(family_of(self.family).with_clip(self.to_dict(), frames, crop))
 
     def cost(self, frames: int | None = None, size: int | None = None) -> "Cost":
         """Exact analytic cost (multiply-adds and params); see :func:`nas.cost.count_cost`."""
