@@ -51,17 +51,22 @@ def cmd_list(args: argparse.Namespace) -> int:
             s["size"] = str(s["size"])
         print(json.dumps({"spaces": spaces, "architectures": archs}, indent=2))
         return 0
+    # column widths follow the longest name, so new spaces and architectures never break the table
+    sw = max([len("name")] + [len(s["name"]) for s in spaces])
+    fw = max([len("family")] + [len(s["family"]) for s in spaces])
     print("spaces")
-    print(f"  {'name':<10} {'family':<9} {'dims':>5}  size")
+    print(f"  {'name':<{sw}} {'family':<{fw}} {'dims':>5}  size")
     for s in spaces:
         size = s["size"]
         size_text = "continuous" if size == float("inf") else f"{float(size):.3g}"
-        print(f"  {s['name']:<10} {s['family']:<9} {s['dims']:>5}  {size_text}")
+        print(f"  {s['name']:<{sw}} {s['family']:<{fw}} {s['dims']:>5}  {size_text}")
+    aw = max([len("name")] + [len(a["name"]) for a in archs])
+    pw = max([len("space")] + [len(a["space"] or "-") for a in archs])
     print("\nreference architectures")
-    print(f"  {'name':<12} {'space':<9} {'clip (T x stride, crop)':<24} {'GFLOPs':>9} {'params':>12}")
+    print(f"  {'name':<{aw}} {'space':<{pw}} {'clip (T x stride, crop)':<24} {'GFLOPs':>9} {'params':>12}")
     for a in archs:
         clip_text = f"{a['frames']} x {a['frame_stride']}, {a['size']}²"
-        print(f"  {a['name']:<12} {a['space'] or '-':<9} {clip_text:<24} {a['gflops']:>9.4f} {a['params']:>12,}")
+        print(f"  {a['name']:<{aw}} {a['space'] or '-':<{pw}} {clip_text:<24} {a['gflops']:>9.4f} {a['params']:>12,}")
     print(f"\n{GFLOPS_NOTE}; params = trainable parameters of the built model.")
     return 0
 
