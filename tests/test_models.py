@@ -40,12 +40,13 @@ def test_reference_forward_shape_on_small_clip(arch_name: str) -> None:
 
 
 def test_random_architectures_cost_equals_measured(space_name: str) -> None:
-    """100 random points of every space: the counts on the meta device (shapes only, so fast), and
-    the first 10 also on real CPU tensors at small clips."""
+    """100 random points of every space: the counts on the meta device (shapes only, so fast); the
+    first 3 on real CPU tensors at small clips (FlopCounterMode counts shapes, so the two agree; the
+    real ones check that the models run)."""
     for i, arch in enumerate(_random_archs(space_name, 100, seed=1234)):
         frames, size = 1 + i % 4, 24 + 8 * (i % 6)
         cost = arch.cost(frames=frames, size=size)
-        if i < 10:
+        if i < 3:
             model = build_model(arch)
             assert measured_macs(model, frames, size) == cost.macs, arch.name
         else:

@@ -86,7 +86,8 @@ def test_formula_trials_on_ray_match_in_process_and_record(ray_session, tmp_path
     assert [r.top1 for r in results[1:]] == [r.top1 for r in local[1:]]
     assert results[0].reason == "score is nan"  # the NaN trial is failed with its reason; the batch went on
     table = run.results()
-    assert list(table["hash"]) == [a.hash for a in archs] and len(run.study.trials()) == 4
+    # rows are written as trials finish, so on Ray their order is the completion order
+    assert sorted(table["hash"]) == sorted(a.hash for a in archs) and len(run.study.trials()) == 4
     err = capsys.readouterr().err
     assert "[ray] 4/4 done, 0 running, 1 failed; best top-1" in err  # the concise progress line
     assert "Trial status" not in err and "+----" not in err  # no Tune status tables
