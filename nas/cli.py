@@ -13,6 +13,7 @@ from typing import Sequence
 
 from nas.cost import GFLOPS_NOTE
 from nas.errors import DSLError, UsageError
+from nas.commands.argtypes import fraction as _fraction, positive_int as _positive
 
 __all__ = ["main", "UsageError", "COMMAND_MODULES"]
 
@@ -20,16 +21,6 @@ __all__ = ["main", "UsageError", "COMMAND_MODULES"]
 # ``register(subparsers)``, which adds its parser(s) and sets ``func``; it keeps heavy imports (torch,
 # Ray, Optuna) inside the command function so ``xnas --help`` stays fast.
 COMMAND_MODULES = ("stream", "export", "sample", "expand", "search", "results")
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -104,16 +95,6 @@ def cmd_check(args: argparse.Namespace) -> int:
         space = Space.from_dict(raw, file=str(path))
         print(f"{path}: space {space.name!r} ({space.family}), {len(space.dims())} dims, size {space.size():.3g}")
     return 0
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
-    return value
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -13,6 +13,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 from nas.errors import UsageError
 from nas.proxy import Proxy, TrialResult
+from nas.commands.argtypes import fraction as _fraction
+from nas.commands.argtypes import non_negative_float as _non_negative_float
+from nas.commands.argtypes import non_negative_int as _non_negative_int
+from nas.commands.argtypes import positive_int as _positive_int
 
 if TYPE_CHECKING:
     from nas.dsl.arch import Arch
@@ -20,46 +24,6 @@ if TYPE_CHECKING:
     from nas.runs import RecordingEvaluator, Run
 
 __all__ = ["add_run_arguments", "open_run", "proxy_from_args", "run_settings", "InProcessProxyEvaluator"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
-
-def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
-    return value
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula: str = "saturating") -> None:

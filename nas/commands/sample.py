@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from typing import Any
 
 from nas.commands._run_options import add_run_arguments, open_run
 from nas.cost import GFLOPS_NOTE
 from nas.proxy import Proxy
+from nas.commands.argtypes import positive_float as _positive_float, positive_int as _positive_int
 
 __all__ = ["register", "cmd_sample", "DEFAULT_PROXY"]
 
@@ -34,26 +34,6 @@ __all__ = ["register", "cmd_sample", "DEFAULT_PROXY"]
 # minutes: a quarter of each candidate's crop, 40 steps of 8 clips.
 DEFAULT_PROXY = Proxy(steps=40, batch_size=8, size_scale=0.25, train_clips=256, val_clips=128,
                       warmup_steps=5, checkpoint_every=10)
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def register(subparsers: Any) -> None:

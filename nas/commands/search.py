@@ -30,6 +30,7 @@ from nas.commands._run_options import add_run_arguments, open_run
 from nas.cost import GFLOPS_NOTE
 from nas.errors import UsageError
 from nas.proxy import Proxy
+from nas.commands.argtypes import positive_float as _positive_float, positive_int as _positive_int
 
 __all__ = ["register", "cmd_search", "DEFAULT_PROXY", "DEFAULT_TARGET", "DEFAULT_CLIP", "FAULT_EXIT_CODE"]
 
@@ -39,26 +40,6 @@ DEFAULT_PROXY = Proxy(steps=40, batch_size=8, size_scale=0.25, train_clips=256, 
 DEFAULT_TARGET = 0.18  # GFLOPs at the default clip: about MoViNet-A0 re-clipped to 8x112² (0.176)
 DEFAULT_CLIP = "8x5x112"
 FAULT_EXIT_CODE = 75  # --fail-after-steps: the same status the run API's fault injection uses
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}") from None
-    if not (value > 0 and math.isfinite(value)):
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _targets(text: str) -> list[float]:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.errors import UsageError
+from nas.commands.argtypes import positive_int as _positive
 
 __all__ = ["register", "cmd_stream", "StreamUpdate", "stream_video"]
 
@@ -39,16 +40,6 @@ class StreamUpdate:
     seconds: float | None
     topk: list[tuple[int, float]]
     state_bytes: int
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def register(subparsers: Any) -> None:
