@@ -241,15 +241,14 @@ class Run:
 
             self._study = Study(self.storage_url, self.name, self.config.get("objectives", ["top1"]),
                                 self.config.get("target_gflops"))
-            self._reconcile()
+            self._reconcile(self._study)
         return self._study
 
-    def _reconcile(self) -> None:
+    def _reconcile(self, study: "Study") -> None:
         """A crash between writing a CSV row and its Optuna trial leaves the study one short: tell the
         asked trial (sampler runs) or add the trial."""
-        assert self._study is not None
-        recorded = self._study.recorded_hashes()
-        running = self._study.running_numbers()
+        recorded = study.recorded_hashes()
+        running = study.running_numbers()
         for row in self._rows:
             if row["hash"] in recorded:
                 continue
@@ -257,8 +256,8 @@ class Run:
             if arch is None:
                 continue
             number = int(row["trial"]) if row["trial"] else None
-            self._study.record(_result_from_row(row), arch, self._user_attrs(row), space=self._space_of(arch),
-                               trial_number=number if number in running else None)
+            study.record(_result_from_row(row), arch, self._user_attrs(row), space=self._space_of(arch),
+                         trial_number=number if number in running else None)
 
     def _arch_of_row(self, row: Mapping[str, str]) -> Arch | None:
         path = self.dir / row["arch_path"]

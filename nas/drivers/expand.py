@@ -358,7 +358,8 @@ def contract(parent: Arch, chosen: Candidate, target_macs: float, step: int, tol
     low = float(doc["factors"][var])
     high = float(chosen.arch.doc["factors"][var])
     sol = solve_axis(doc, chosen.axis, target_macs, low=low, high=high, span=span, bounds=bounds)
-    assert sol is not None  # low <= high by construction (the step grew this axis)
+    if sol is None:  # cannot happen: low <= high because the chosen step grew this axis
+        raise RuntimeError(f"contraction of {chosen.axis}: no factor between {low:g} and {high:g}")
     out = [_candidate(step, "contraction", chosen.axis, sol.doc, f"expand-final-{chosen.axis}",
                       parent.cost().macs, target_macs,
                       note=f"{chosen.axis} {PAPER_SYMBOLS[chosen.axis]}: {var} factor "
