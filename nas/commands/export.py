@@ -16,6 +16,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from nas.commands.checkpoints import load_checkpoint
 from nas.errors import UsageError
 from nas.commands.argtypes import positive_int as _positive
 
@@ -118,16 +119,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     torch.manual_seed(args.seed)
     model = build_model(arch)
     if args.checkpoint:
-        path = Path(args.checkpoint)
-        if not path.is_file():
-            raise UsageError(f"--checkpoint: got {args.checkpoint!r}; allowed: an existing checkpoint file")
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-        weights = blob.get("model", blob) if isinstance(blob, dict) else blob
-        try:
-            model.load_state_dict(weights)
-        except (RuntimeError, TypeError, AttributeError) as err:
-            raise UsageError(f"--checkpoint: got {args.checkpoint!r}; allowed: weights of {arch.name} "
-                             f"({str(err).splitlines()[0]})") from None
+        load_checkpoint(model, args.checkpoint, arch.name)
     frames = args.frames or (1 if args.stream else arch.clip.frames)
     size = args.size or arch.clip.crop
     suffix = ".pt" if args.format == "torchscript" else ".onnx"

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from nas.commands.checkpoints import load_checkpoint
 from nas.errors import UsageError
 from nas.commands.argtypes import positive_int as _positive
 
@@ -137,16 +138,7 @@ def _load_model(args: argparse.Namespace) -> tuple[Any, Any]:
         raise UsageError(f"arch: got {arch.name!r}; allowed: a causal MoViNet architecture (causal: true), "
                          "e.g. movinet-a0-stream, or an ensemble of them")
     if args.checkpoint:
-        path = Path(args.checkpoint)
-        if not path.is_file():
-            raise UsageError(f"--checkpoint: got {args.checkpoint!r}; allowed: an existing checkpoint file")
-        blob = torch.load(path, map_location="cpu", weights_only=False)
-        weights = blob.get("model", blob) if isinstance(blob, dict) else blob
-        try:
-            model.load_state_dict(weights)
-        except (RuntimeError, TypeError, AttributeError) as err:
-            raise UsageError(f"--checkpoint: got {args.checkpoint!r}; allowed: weights of {arch.name} "
-                             f"({str(err).splitlines()[0]})") from None
+        load_checkpoint(model, args.checkpoint, arch.name)
     return arch, model.eval()
 
 
