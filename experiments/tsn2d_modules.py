@@ -65,7 +65,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "tsn2d_modules")
     args = parser.parse_args()
     torch.set_num_threads(2)
-    proxy = Proxy(steps=args.steps, batch_size=16, lr=args.lr, warmup_steps=20, task=args.task,
+    proxy = Proxy(steps=args.steps, batch_size=16, lr=args.lr, warmup_steps=20, task=args.task, size_scale=1.0,
                   train_clips=2048, val_clips=512, layout="channels_last_3d", checkpoint_every=0)
     rows = []
     for name in args.only:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_params", "measured_macs"]
+__all__ = ["count_params", "measured_macs", "training_activation_bytes"]
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -34,3 +34,37 @@ def measured_macs(model: torch.nn.Module, frames: int, size: int, *, device: str
     if total % 2:
         raise RuntimeError(f"odd FLOP total {total}: an op counted something other than multiply-adds")
     return total // 2
+
+
+def training_activation_bytes(model: torch.nn.Module, frames: int, size: int, batch_size: int) -> int:
+    """Bytes of the tensors one training forward creates on a ``(batch, 3, frames, size, size)`` clip.
+
+    Counted on the meta device (nothing is computed): every ATen op's output that is not a view of its
+    input is summed. Autograd keeps most of these alive until ``backward``, so the sum is an estimate,
+    from above, of the activation memory a training step needs; :func:`nas.train.memory_estimate`
+    adds the parameters, gradients and optimiser state.
+    """
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Count(TorchDispatchMode):
+        def __init__(self) -> None:
+            super().__init__()
+            self.bytes = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+            out = func(*args, **(kwargs or {}))
+            if not func._schema.is_mutable and not getattr(func, "is_view", False):
+                for t in out if isinstance(out, (tuple, list)) else (out,):
+                    if isinstance(t, torch.Tensor) and not t._is_view():
+                        self.bytes += t.numel() * t.element_size()
+            return out
+
+    was_training = model.training
+    model.train()
+    meta = model.to("meta")
+    clip = torch.zeros(batch_size, 3, frames, size, size, device="meta")
+    counter = _Count()
+    with counter:
+        meta(clip)
+    model.train(was_training)
+    return counter.bytes

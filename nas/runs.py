@@ -402,10 +402,15 @@ class RecordingEvaluator:
     at a time), so a crash in the middle of a batch loses no finished trial.
     """
 
-    def __init__(self, run: Run, inner: "Evaluator") -> None:
+    def __init__(self, run: Run, inner: "Evaluator", max_gflops: float | None = None,
+                 max_gflops_origin: str = "max_gflops") -> None:
         self.run = run
         self.inner = inner
         self.key = evaluation_key(inner)
+        # Candidates costlier than this are recorded as failed without training (their cost is exact
+        # and free, so a sampler's outliers never cost hours or the machine's memory).
+        self.max_gflops = max_gflops
+        self.max_gflops_origin = max_gflops_origin
 
     @property
     def cache_key(self) -> str:
@@ -425,6 +430,8 @@ class RecordingEvaluator:
                 results[i] = hit
                 if "_trial" in tags[i]:
                     self.run.tell_cached(arch, hit, int(tags[i]["_trial"]))
+            elif self.max_gflops is not None and arch.cost().gflops > self.max_gflops:
+                results[i] = self._over_cap(arch, tags[i])
             elif arch.hash in first_of:
                 continue  # a duplicate inside the batch: filled from its first occurrence below
             else:
@@ -464,6 +471,17 @@ class RecordingEvaluator:
                 if "_trial" in tags[i]:
                     self.run.tell_cached(arch, results[i], int(tags[i]["_trial"]))
         return [r for r in results if r is not None]
+
+
+    def _over_cap(self, arch: Arch, tags: Tags) -> TrialResult:
+        """Record ``arch`` as failed for exceeding the cost cap, untrained; the recorded result."""
+        cost = arch.cost()
+        result = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="failed",
+                             reason=f"not trained: {cost.gflops:.3f} GFLOPs is over the cost cap "
+                                    f"{self.max_gflops:g} ({self.max_gflops_origin})",
+                             gflops=cost.gflops, params=cost.params, frames=cost.frames)
+        self.run.record(arch, result, self.key, tags, _trial_of(tags))
+        return dataclasses.replace(result)
 
 
 def _trial_of(tags: Mapping[str, Any]) -> int | None:

@@ -24,7 +24,8 @@ from nas.dsl.arch import Arch
 from nas.models import build_model
 from nas.proxy import LAYOUTS, OPTIMIZERS, Proxy, TrialResult
 
-__all__ = ["Proxy", "TrialResult", "ClipData", "evaluate", "make_data", "OPTIMIZERS", "LAYOUTS"]
+__all__ = ["Proxy", "TrialResult", "ClipData", "evaluate", "make_data", "memory_estimate", "memory_available",
+           "OPTIMIZERS", "LAYOUTS"]
 
 # Kinetics normalisation (X3D / pytorchvideo), applied to uint8 clips scaled to [0, 1].
 MEAN, STD = 0.45, 0.225
@@ -224,10 +225,50 @@ def _evaluate_split(model: torch.nn.Module, val: ClipData, batch_size: int, devi
     return 100.0 * correct / max(1, n), loss_sum / max(1, n)
 
 
+def memory_estimate(arch: Arch, proxy: Proxy, classes: int | None = None) -> float:
+    """GiB one proxy training step of ``arch`` needs (activations + parameters, gradients, optimiser state).
+
+    The model is built on the meta device (no memory, no compute) and run once on a proxy-sized batch
+    (``batch_size`` clips of ``frames x round(crop * size_scale)``²); see
+    :func:`nas.measure.training_activation_bytes`. Used to refuse a candidate that cannot fit before
+    it brings the machine down; the estimate errs high.
+    """
+    from nas.measure import training_activation_bytes
+
+    if classes is not None and arch.doc["classes"] != classes:
+        arch = Arch.from_dict({**arch.to_dict(), "classes": classes})
+    clip = arch.clip
+    crop = max(8, round(clip.crop * proxy.size_scale))
+    with torch.device("meta"):
+        model = build_model(arch)
+    params = sum(p.numel() for p in model.parameters())
+    activations = training_activation_bytes(model, clip.frames, crop, proxy.batch_size)
+    # fp32 parameter + gradient + up to two optimiser moments (AdamW), and the uint8 + float batch
+    state = params * 4 * 4
+    batch = proxy.batch_size * 3 * clip.frames * crop * crop * 5
+    return (activations + state + batch) / 2**30
+
+
+def memory_available(device: torch.device | str = "cpu") -> float:
+    """GiB a new trial can use now: free CUDA memory, or the kernel's ``MemAvailable`` on CPU."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(dev)
+        return free / 2**30
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
+
+
 def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, seed: int = 0, *,
              checkpoint: str | Path | None = None, progress: bool | None = None,
              report: Callable[[int, dict[str, float]], None] | None = None,
-             device: str | None = None) -> TrialResult:
+             device: str | None = None, memory_limit_gib: float | None = None) -> TrialResult:
     """Train ``arch`` under ``proxy`` and measure its validation top-1.
 
     Args:
@@ -242,9 +283,12 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         report: called as ``report(step, {"loss": ...})`` every ``checkpoint_every`` steps and with
             ``{"top1": ...}`` at the end (Ray Tune reporting hooks in here).
         device: ``cpu`` or ``cuda`` (default: cuda if available).
+        memory_limit_gib: refuse (``status="failed"``, nothing trained) a candidate whose
+            :func:`memory_estimate` exceeds this; default: 90 % of :func:`memory_available` now.
 
     Returns:
-        The trial's result; a non-finite loss gives ``status="failed"`` with the step in ``reason``.
+        The trial's result; a non-finite loss gives ``status="failed"`` with the step in ``reason``,
+        and so does a candidate too big for the memory limit.
     """
     t_start = time.perf_counter()
     cost = arch.cost()
@@ -255,8 +299,17 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         train, val, result.data = make_data(data, arch, proxy, seed)
     else:
         (train, val), result.data = data, "in-memory"
-    _seed_everything(seed)
     classes = train.num_classes
+    limit = memory_limit_gib if memory_limit_gib is not None else 0.9 * memory_available(dev)
+    need = memory_estimate(arch, proxy, classes)
+    if need > limit:
+        result.status = "failed"
+        result.reason = (f"too big to train: needs about {need:.1f} GiB at proxy scale (batch {proxy.batch_size}, "
+                         f"{arch.clip.frames} frames, size-scale {proxy.size_scale}); memory limit {limit:.1f} GiB "
+                         "(--memory-per-trial, or what the machine has free)")
+        result.wall_s = time.perf_counter() - t_start
+        return result
+    _seed_everything(seed)
     trained = Arch.from_dict({**arch.to_dict(), "classes": classes}) if arch.doc["classes"] != classes else arch
     model = build_model(trained).to(dev)
     model.train()

@@ -118,7 +118,7 @@ def test_ensemble_trains_with_the_proxy_trainer() -> None:
 
     arch = Arch.from_dict(_doc([_member(32), _member(24)], frames=4))
     proxy = Proxy(steps=3, batch_size=4, train_clips=12, val_clips=8, warmup_steps=1, checkpoint_every=0,
-                  layout="channels_first", task="event_order")
+                  layout="channels_first", task="event_order", size_scale=1.0)
     result = evaluate(arch, "synthetic", proxy, seed=0, progress=False)
     assert result.status == "ok", result.reason
     assert (result.gflops, result.params) == (arch.cost().gflops, arch.cost().params)

@@ -98,3 +98,27 @@ def test_crash_and_resume_end_like_an_uninterrupted_run(tmp_path, capsys):
         return [(t.number, t.state.name, t.value, t.params) for t in study.trials]
 
     assert values("a") == values("b")
+
+
+def test_candidates_over_the_cost_cap_are_recorded_untrained(tmp_path, capsys):
+    assert _sample(tmp_path, "--space", "x3d", "--strategy", "random", "--trials", "8", "--name", "cap",
+                   "--max-gflops", "2", "--json") == 0
+    table = pandas.read_csv(tmp_path / "cap" / "results.csv")
+    over = table[table["gflops"] > 2]
+    assert len(table) == 8 and len(over) > 0 and (table["gflops"] <= 2).any()  # this seed draws both kinds
+    assert (over["status"] == "failed").all()
+    assert over["reason"].str.startswith("not trained: ").all() and over["reason"].str.contains("cost cap 2").all()
+    assert (table[table["gflops"] <= 2]["status"] == "ok").all()
+    import optuna
+
+    study = optuna.load_study(study_name="cap", storage=f"sqlite:///{tmp_path / 'cap' / 'study.db'}")
+    assert len(study.trials) == 8  # every sampled candidate is a trial, the refused ones as failed
+
+
+def test_default_cost_cap_is_the_space_s_largest_reference(tmp_path, capsys):
+    from nas.registry import load_arch
+
+    assert _sample(tmp_path, "--space", "x3d", "--trials", "2", "--name", "d", "--json") == 0
+    config = json.loads((tmp_path / "d" / "config.json").read_text())["config"]
+    assert config["max_gflops"] == round(load_arch("x3d-l").cost().gflops, 4)
+    assert "x3d-l" in (tmp_path / "d" / "run.log").read_text()

@@ -38,7 +38,7 @@ def tiny_arch():
     return space.freeze(space.default(), name="tiny-net")
 
 
-PROXY = Proxy(steps=8, batch_size=8, train_clips=48, val_clips=26, warmup_steps=2, checkpoint_every=4,
+PROXY = Proxy(steps=8, batch_size=8, train_clips=48, val_clips=26, warmup_steps=2, checkpoint_every=4, size_scale=1.0,
               layout="channels_first", task="mixed")
 
 
@@ -160,3 +160,30 @@ def test_xnas_train_on_real_video_folder_reports_skipped_file(tmp_path, capsys) 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["status"] == "ok" and len(metrics["skipped_files"]) == 1
     assert (out / "checkpoint.pt").is_file()
+
+
+def test_candidate_over_the_memory_limit_fails_untrained(tiny_arch) -> None:
+    result = evaluate(tiny_arch, "synthetic", PROXY, seed=0, progress=False, memory_limit_gib=1e-6)
+    assert result.status == "failed" and result.steps == 0 and math.isnan(result.top1)
+    assert result.reason.startswith("too big to train: needs about")
+    assert "memory limit 0.0 GiB" in result.reason
+    assert result.gflops == tiny_arch.cost().gflops  # still recorded with its cost
+
+
+def test_activation_count_of_a_small_net_is_its_tensors() -> None:
+    from nas.measure import training_activation_bytes
+
+    net = torch.nn.Sequential(torch.nn.Conv3d(3, 8, 3, padding=1, bias=False), torch.nn.BatchNorm3d(8),
+                              torch.nn.ReLU())
+    counted = training_activation_bytes(net, frames=4, size=16, batch_size=2)
+    feature_map = 2 * 8 * 4 * 16 * 16 * 4  # bytes of one (2, 8, 4, 16, 16) fp32 tensor
+    # conv, batch norm and ReLU outputs, plus batch norm's per-channel saved statistics
+    assert 3 * feature_map <= counted <= 3 * feature_map + 1024
+
+
+def test_memory_estimate_grows_with_the_batch_and_the_clip(tiny_arch) -> None:
+    from nas.train import memory_estimate
+
+    small = memory_estimate(tiny_arch, PROXY)
+    assert 0 < small < memory_estimate(tiny_arch, Proxy(**{**PROXY.to_dict(), "batch_size": 16}))
+    assert memory_estimate(tiny_arch, Proxy(**{**PROXY.to_dict(), "size_scale": 0.5})) < small

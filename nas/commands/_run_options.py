@@ -58,7 +58,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula:
     g.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0,
                    help="GPUs each Ray trial reserves (default 0)")
     g.add_argument("--memory-per-trial", type=_non_negative_float, default=0.0,
-                   help="GiB of memory each Ray trial reserves (default 0: not limited; big candidates may need it)")
+                   help="GiB of memory each trial may use (Ray reserves it); a candidate estimated to need more is "
+                   "recorded as failed, untrained (default 0: the free memory shared by the trials running at once)")
     g.add_argument("--max-failures", type=_non_negative_int, default=1,
                    help="retries of a Ray trial that crashed (default 1)")
     g.add_argument("--scheduler", choices=("none", "asha"), default="none",
@@ -120,8 +121,10 @@ class InProcessProxyEvaluator:
     """The proxy trainer in this process, with mid-trial checkpoints in the run directory (a killed run
     resumes an interrupted trial from its last checkpoint) and results reported as each finishes."""
 
-    def __init__(self, data: str, proxy: Proxy, seed: int, checkpoint_dir: Path) -> None:
+    def __init__(self, data: str, proxy: Proxy, seed: int, checkpoint_dir: Path,
+                 memory_limit_gib: float | None = None) -> None:
         self.data, self.proxy, self.seed = data, proxy, seed
+        self.memory_limit_gib = memory_limit_gib
         self.checkpoint_dir = checkpoint_dir
         self.cache_key = f"proxy:{proxy.hash}:data={data}:seed={seed}"
         self.on_result = None
@@ -135,7 +138,8 @@ class InProcessProxyEvaluator:
             ckpt = self.checkpoint_dir / f"{arch.hash}-{self.proxy.hash}-{self.seed}.pt"
             ckpt.parent.mkdir(parents=True, exist_ok=True)
             try:
-                result = evaluate(arch, self.data, self.proxy, seed=self.seed, checkpoint=ckpt)
+                result = evaluate(arch, self.data, self.proxy, seed=self.seed, checkpoint=ckpt,
+                                  memory_limit_gib=self.memory_limit_gib)
             except Exception as err:  # a crashing candidate is a failed trial; the run goes on
                 cost = arch.cost()
                 result = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="failed",
@@ -181,7 +185,8 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict) -> "tuple[R
 
             inner = FormulaEvaluator(get_formula(args.formula), args.formula)
         else:
-            inner = InProcessProxyEvaluator(settings["data"], proxy, args.seed, run.dir / "checkpoints")
+            inner = InProcessProxyEvaluator(settings["data"], proxy, args.seed, run.dir / "checkpoints",
+                                            memory_limit_gib=args.memory_per_trial or None)
     else:
         from nas.integrations.ray_tune import RayEvaluator
 

@@ -12,6 +12,13 @@ minimise GFLOPs).
 * ``nsga2`` keeps its two objectives and adds the **constraint** ``GFLOPs <= G`` (Optuna's
   ``constraints_func``: infeasible candidates rank behind every feasible one).
 
+Cost cap: a candidate costlier than ``--max-gflops`` (default: the space's largest reference
+architecture -- x3d-l's 18.4 GFLOPs for ``x3d`` -- or twice ``--target-gflops`` if more) is recorded as
+a failed trial with its exact cost and the reason, and never trained: the x3d space reaches 1220
+GFLOPs, and one such draw would otherwise take hours or the machine's memory. Independently, the
+proxy trainer refuses a candidate whose estimated training memory exceeds ``--memory-per-trial``
+(default: the free memory shared by the trials that run at once).
+
 Trials are asked in batches of ``--batch`` (evaluated together, e.g. in parallel on Ray); each batch
 gets a sampler seeded by (``--seed``, batch index), so a rerun -- ``--resume`` after a crash --
 proposes exactly the trials the uninterrupted run would have.
@@ -26,6 +33,7 @@ from typing import Any
 from nas.commands._run_options import add_run_arguments, open_run
 from nas.cost import GFLOPS_NOTE
 from nas.proxy import Proxy
+from nas.commands.argtypes import non_negative_float as _non_negative_float
 from nas.commands.argtypes import positive_float as _positive_float, positive_int as _positive_int
 
 __all__ = ["register", "cmd_sample", "DEFAULT_PROXY"]
@@ -47,6 +55,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--target-gflops", type=_positive_float,
                    help="random/tpe: optimise the TuNAS absolute reward around this cost; "
                    "nsga2: constraint GFLOPs <= G")
+    p.add_argument("--max-gflops", type=_non_negative_float,
+                   help="candidates costlier than this are recorded as failed without training (default: the "
+                   "space's largest reference architecture, or 2x --target-gflops if more; 0: no cap)")
     p.add_argument("--batch", type=_positive_int, default=4,
                    help="trials asked and evaluated together (default 4; part of the run's identity)")
     p.add_argument("--population", type=_positive_int, default=8, help="NSGA-II population size (default 8)")
@@ -71,13 +82,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     baseline_archs = [load_arch(b) for b in baselines]
+    cap, origin = _cost_cap(args, space.name)
     config = {"space": space.name, "space_hash": _space_hash(space), "strategy": args.strategy,
-              "trials": args.trials, "target_gflops": args.target_gflops, "batch": args.batch,
+              "trials": args.trials, "target_gflops": args.target_gflops, "max_gflops": cap, "batch": args.batch,
               "population": args.population if args.strategy == "nsga2" else None,
               "objectives": _objectives(args.strategy, args.target_gflops)}
     run, evaluator = open_run(args, driver="sample", config=config)
+    evaluator.max_gflops, evaluator.max_gflops_origin = cap, origin
     try:
         run.register_space(space)
+        if cap is not None:
+            run.log(f"cost cap: candidates over {cap:g} GFLOPs are recorded as failed, untrained ({origin})")
         _sample_loop(args, run, evaluator, space)
         if baseline_archs:
             run.log(f"evaluating {len(baseline_archs)} baseline(s) under the same proxy: {', '.join(baselines)}")
@@ -88,6 +103,23 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return 130
     finally:
         run.close()
+
+
+def _cost_cap(args: argparse.Namespace, space_name: str) -> tuple[float | None, str]:
+    """The cost cap and where it comes from: ``--max-gflops``, else the space's largest reference
+    architecture (or twice the target, if that is more); ``None`` when there is neither."""
+    from nas.registry import arch_names, load_arch
+
+    if args.max_gflops is not None:
+        return (float(args.max_gflops) or None), "--max-gflops"
+    refs = {name: load_arch(name).cost().gflops for name in arch_names(space_name)}
+    cap, origin = None, ""
+    if refs:
+        name = max(refs, key=refs.get)
+        cap, origin = round(refs[name], 4), f"the space's largest reference, {name}; raise with --max-gflops"
+    if args.target_gflops and (cap is None or 2 * args.target_gflops > cap):
+        cap, origin = 2 * float(args.target_gflops), "2 x --target-gflops; raise with --max-gflops"
+    return cap, origin
 
 
 def _space_hash(space: Any) -> str:

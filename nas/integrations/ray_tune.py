@@ -67,7 +67,8 @@ def run_trial(job: dict[str, Any], report: Callable[[int, dict[str, float]], Non
 
     torch.set_num_threads(max(1, int(job.get("threads") or 1)))
     return evaluate(arch, job["data"], Proxy.from_dict(job["proxy"]), seed=int(job["seed"]),
-                    checkpoint=job.get("checkpoint"), progress=False, report=report)
+                    checkpoint=job.get("checkpoint"), progress=False, report=report,
+                    memory_limit_gib=job.get("memory_limit_gib"))
 
 
 def _trainable(config: dict[str, Any]) -> None:
@@ -274,6 +275,7 @@ class RayEvaluator:
     # -- evaluation -------------------------------------------------------------------------------
     def _jobs(self, archs: Sequence[Arch]) -> list[dict[str, Any]]:
         ckpt_dir = self.log_dir / "checkpoints"
+        memory_limit = self._memory_limit(len(archs))
         jobs = []
         for i, arch in enumerate(archs):
             job: dict[str, Any] = {"index": i, "arch": arch.to_dict(), "seed": self.seed,
@@ -282,13 +284,25 @@ class RayEvaluator:
                 job["evaluator"] = dict(self.evaluator_spec)
                 job["proxy_hash"] = f"formula:{self.evaluator_spec['name']}"
             else:
-                job.update(proxy=self.proxy.to_dict(), data=self.data, evaluator=None)
+                job.update(proxy=self.proxy.to_dict(), data=self.data, evaluator=None, memory_limit_gib=memory_limit)
                 if not self.address:  # a local cluster shares this file system: resumable trials
                     job["checkpoint"] = str(ckpt_dir / f"{arch.hash}-{self.proxy.hash}-{self.seed}.pt")
             jobs.append(json.loads(json.dumps(job)))  # plain JSON, nothing else
         if not self.evaluator_spec and not self.address:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
         return jobs
+
+    def _memory_limit(self, n_jobs: int) -> float | None:
+        """GiB each trial may use: ``--memory-per-trial``, or on a local Ray this machine's free memory
+        shared by the trials that run at once (a remote worker judges its own machine: None)."""
+        if self.memory_per_trial:
+            return float(self.memory_per_trial)
+        if self.address:
+            return None
+        from nas.train import memory_available
+
+        at_once = max(1, min(n_jobs, int((os.cpu_count() or 1) // max(self.cpus_per_trial, 1e-9))))
+        return round(0.9 * memory_available() / at_once, 2)
 
     def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None) -> list[TrialResult]:
         """Run one trial per architecture; one result per architecture, in order."""
