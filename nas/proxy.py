@@ -13,10 +13,13 @@ from typing import Any
 from nas.cost import GFLOPS_NOTE
 from nas.data.synthetic import TASKS
 
-__all__ = ["Proxy", "TrialResult", "OPTIMIZERS", "LAYOUTS"]
+__all__ = ["Proxy", "TrialResult", "OPTIMIZERS", "LAYOUTS", "MEMORY_REFUSAL"]
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 LAYOUTS = ("auto", "channels_last_3d", "channels_first")
+# Reason prefix of a trial refused before training because its estimated memory exceeded the limit:
+# a verdict about the machine, not the candidate, so a resumed run tries it again.
+MEMORY_REFUSAL = "too big to train: "
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from nas.dsl.arch import Arch
 from nas.errors import UsageError
 from nas.evaluator import FormulaEvaluator, LocalEvaluator, Tags, _check_tags
-from nas.proxy import TrialResult
+from nas.proxy import MEMORY_REFUSAL, TrialResult
 
 if TYPE_CHECKING:
     import pandas
@@ -58,8 +58,9 @@ NEUTRAL_KEYS = frozenset({
 })
 
 # Failed trials whose reason starts so are infrastructure failures (Ray workers that crashed more than
-# --max-failures times), not the candidate's: they are not served from the cache when a run resumes.
-RETRY_ON_RESUME = ("ray trial error: ", "Tune stopped: ")
+# --max-failures times, a candidate refused for this machine's memory), not the candidate's: they are
+# not served from the cache when a run resumes.
+RETRY_ON_RESUME = ("ray trial error: ", "Tune stopped: ", MEMORY_REFUSAL)
 
 # Exit status of the fault-injection switch (a real, abrupt process exit: no clean-up runs).
 FAULT_EXIT_CODE = 75
@@ -438,7 +439,9 @@ class RecordingEvaluator:
                 first_of[arch.hash] = i
                 todo.append(i)
         if todo:
-            self.run.log(f"evaluating {len(todo)} architecture(s) ({len(archs) - len(todo)} cached)")
+            refused = sum(1 for r in results if r is not None and r.reason.startswith("not trained: "))
+            over = f", {refused} over the cost cap" if refused else ""
+            self.run.log(f"evaluating {len(todo)} architecture(s) ({len(archs) - len(todo) - refused} cached{over})")
         recorded: set[int] = set()
 
         def on_result(j: int, result: TrialResult) -> None:

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from nas.dsl.arch import Arch
 from nas.models import build_model
-from nas.proxy import LAYOUTS, OPTIMIZERS, Proxy, TrialResult
+from nas.proxy import LAYOUTS, MEMORY_REFUSAL, OPTIMIZERS, Proxy, TrialResult
 
 __all__ = ["Proxy", "TrialResult", "ClipData", "evaluate", "make_data", "memory_estimate", "memory_available",
            "OPTIMIZERS", "LAYOUTS"]
@@ -304,7 +304,7 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
     need = memory_estimate(arch, proxy, classes)
     if need > limit:
         result.status = "failed"
-        result.reason = (f"too big to train: needs about {need:.1f} GiB at proxy scale (batch {proxy.batch_size}, "
+        result.reason = (f"{MEMORY_REFUSAL}needs about {need:.1f} GiB at proxy scale (batch {proxy.batch_size}, "
                          f"{arch.clip.frames} frames, size-scale {proxy.size_scale}); memory limit {limit:.1f} GiB "
                          "(--memory-per-trial, or what the machine has free)")
         result.wall_s = time.perf_counter() - t_start

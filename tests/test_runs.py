@@ -186,3 +186,31 @@ def test_pareto_front_and_plot(tmp_path):
     path = pareto_plot(table, tmp_path / "plots" / "p.png", baselines=[load_arch("x3d-xs")], chosen=["c"])
     assert path.is_file() and path.stat().st_size > 5000
     assert path.with_suffix(".svg").read_text().lstrip().startswith("<?xml")
+
+
+def test_memory_refusal_is_retried_when_the_run_resumes(tmp_path):
+    import dataclasses
+
+    from nas.proxy import MEMORY_REFUSAL
+
+    class RefusesFirst(FormulaEvaluator):
+        """Refuses every candidate for memory on its first use, then scores them."""
+
+        refuse = True
+
+        def evaluate(self, archs, tags=None):
+            results = super().evaluate(archs, tags)
+            if not RefusesFirst.refuse:
+                return results
+            return [dataclasses.replace(r, status="failed", reason=MEMORY_REFUSAL + "needs about 30 GiB",
+                                        top1=math.nan) for r in results]
+
+    archs = _archs(2)
+    run = _open(tmp_path)
+    first = run.evaluator(RefusesFirst(get_formula("saturating"), "saturating")).evaluate(archs)
+    assert {r.status for r in first} == {"failed"}
+    RefusesFirst.refuse = False  # e.g. resumed with more --memory-per-trial, or on a bigger machine
+    reopened = _open(tmp_path)
+    inner = RefusesFirst(get_formula("saturating"), "saturating")
+    again = reopened.evaluator(inner).evaluate(archs)
+    assert len(inner.calls) == 2 and {r.status for r in again} == {"ok"}
