@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -82,7 +83,8 @@ def main() -> None:
     summary = {"median_ratio": statistics.median(r["ratio"] for r in rows),
                "median_ratio_first_call": statistics.median(r["ratio_first_call"] for r in rows), "archs": len(rows),
                "batch": args.batch, "clip": f"8 frames x {args.pixels}^2", "threads": torch.get_num_threads(),
-               "rows": rows, "note": "CPU shared with other jobs: timings noisy; best of reps"}
+               "rows": rows, "load_average_after": [round(x, 2) for x in os.getloadavg()],
+               "note": "best of reps after one warm-up call each; first call = new shapes, as every search step"}
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

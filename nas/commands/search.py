@@ -163,7 +163,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                             val_multiplier=args.val_multiplier,
                             size_scale=args.search_size_scale, lr=args.weights_lr, optimizer=args.weights_optimizer,
                             weight_decay=args.weight_decay, rl_lr=args.rl_lr, beta=args.beta, reward=args.reward,
-                            warmup_fraction=args.warmup_fraction, task=args.task or "mixed",
+                            warmup_fraction=args.warmup_fraction, task=args.task or DEFAULT_PROXY.task,
                             train_clips=args.search_train_clips, seed=args.seed)
     except ValueError as err:
         raise UsageError(str(err)) from None

@@ -93,7 +93,7 @@ class SearchConfig:
     beta: float = -0.10
     reward: str = "abs"
     warmup_fraction: float = 0.25
-    task: str = "mixed"
+    task: str = "event_order"
     train_clips: int = 512
     heldout_clips: int = 256
     seed: int = 0
