@@ -80,9 +80,9 @@ class SearchConfig:
 
     target_gflops: float
     fixed: Mapping[str, Any] = field(default_factory=dict)
-    steps: int = 150
+    steps: int = 600
     batch_size: int = 4
-    archs_per_step: int = 4
+    archs_per_step: int = 1
     val_multiplier: int = 4
     size_scale: float = 0.125
     lr: float = 3e-3
