@@ -300,8 +300,9 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
     else:
         (train, val), result.data = data, "in-memory"
     classes = train.num_classes
+    trained = Arch.from_dict({**arch.to_dict(), "classes": classes}) if arch.doc["classes"] != classes else arch
     limit = memory_limit_gib if memory_limit_gib is not None else 0.9 * memory_available(dev)
-    need = memory_estimate(arch, proxy, classes)
+    need = memory_estimate(trained, proxy)
     if need > limit:
         result.status = "failed"
         result.reason = (f"{MEMORY_REFUSAL}needs about {need:.1f} GiB at proxy scale (batch {proxy.batch_size}, "
@@ -310,7 +311,6 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         result.wall_s = time.perf_counter() - t_start
         return result
     _seed_everything(seed)
-    trained = Arch.from_dict({**arch.to_dict(), "classes": classes}) if arch.doc["classes"] != classes else arch
     model = build_model(trained).to(dev)
     model.train()
     optimizer = _optimizer(model, proxy)
