@@ -262,3 +262,27 @@ def test_random_points_of_every_space(space_name: str) -> None:
         assert space.contains(arch)
         assert Arch.from_yaml(arch.to_yaml()) == arch
         assert arch.name == f"{space.name}-{arch.hash[:8]}"
+
+
+def test_fix_sets_choices_and_keeps_the_rest() -> None:
+    space = load_space("movinet")
+    clip = {"clip/frames": 8, "clip/frame_stride": 5, "clip/crop": 112}
+    fixed = space.fix(clip, name="movinet-8x5x112")
+    assert fixed.name == "movinet-8x5x112"
+    assert set(fixed.dims()) == set(space.dims()) - set(clip)
+    sample = fixed.random(3)
+    arch = fixed.freeze(sample)
+    assert arch.doc["clip"] == {"frames": 8, "frame_stride": 5, "crop": 112}
+    # the same point of the full space, with the same cost
+    assert space.freeze({**sample, **clip}).cost() == arch.cost()
+
+
+def test_fix_names_label_value_and_allowed() -> None:
+    space = load_space("movinet")
+    with pytest.raises(DSLError, match=r"clip/crop: got 113; allowed: one of 112"):
+        space.fix({"clip/crop": 113})
+    with pytest.raises(DSLError, match="unknown label"):
+        space.fix({"clip/fps": 30})
+    per_slot = next(label for label in space.dims() if "/layers/" in label)
+    with pytest.raises(DSLError, match="per-slot choice"):
+        space.fix({per_slot: space.dims()[per_slot].default})

@@ -10,6 +10,7 @@ import pandas
 import pytest
 
 from nas.cli import main
+from nas.registry import load_space
 from nas.runs import FAULT_EXIT_CODE
 
 FAST = ["--executor", "local", "--evaluator", "formula", "--no-progress"]
@@ -122,3 +123,19 @@ def test_default_cost_cap_is_the_space_s_largest_reference(tmp_path, capsys):
     config = json.loads((tmp_path / "d" / "config.json").read_text())["config"]
     assert config["max_gflops"] == round(load_arch("x3d-l").cost().gflops, 4)
     assert "x3d-l" in (tmp_path / "d" / "run.log").read_text()
+
+
+def test_clip_fixes_the_clip_like_a_search(tmp_path, capsys):
+    assert _sample(tmp_path, "--space", "movinet", "--clip", "8x5x112", "--trials", "3", "--max-gflops", "0",
+                   "--name", "c") == 0
+    table = pandas.read_csv(tmp_path / "c" / "results.csv")
+    assert len(table) == 3 and table["name"].str.startswith("movinet-8x5x112-").all()
+    from nas.dsl import Arch
+
+    for path in table["arch_path"]:
+        doc = Arch.load(tmp_path / "c" / path).doc
+        assert doc["clip"] == {"frames": 8, "frame_stride": 5, "crop": 112}
+        assert doc["head"]["dropout"] == load_space("movinet").dims()["head/dropout"].default
+    capsys.readouterr()
+    assert _sample(tmp_path, "--space", "movinet", "--clip", "8x5x113", "--trials", "1") == 2
+    assert "--clip: clip/crop: got 113; allowed:" in capsys.readouterr().err

@@ -1,13 +1,23 @@
-"""Rank agreement between the trained supernet and stand-alone proxy training (issue 8).
+"""Rank agreement between a trained supernet and stand-alone proxy training (issue 8).
 
-Loads a finished search's checkpoint (``runs/<name>/search-<target>/checkpoint.pt``), draws
-``--archs`` distinct architectures from its final policy, measures each one's top-1 *in the
-supernet* (shared weights, batch-statistics BN) on ``--eval-clips`` held-out clips, and trains each
-from scratch with the proxy (``nas.train.evaluate``, the same budget ``xnas search`` retrains with
-by default). Reports Kendall's tau-b between the two accuracy lists.
+Two phases, so the expensive stand-alone trainings are done once and reused for every supernet:
 
-    .venv/bin/python experiments/tunas/rank_agreement.py runs/default/search-0.18 --archs 12 \
-        --out experiments/tunas/results/rank_agreement.json
+``standalone``: draw ``--archs`` distinct architectures from the final policy of a finished search
+(``SEARCH_DIR/checkpoint.pt``: the architectures TuNAS would actually choose between), train each
+from scratch with the proxy (``nas.train.evaluate``; default: the default ``Proxy``, the budget
+under which a temporal model learns the synthetic default) and record their top-1::
+
+    .venv/bin/python experiments/tunas/rank_agreement.py standalone runs/default/search-0.18 \
+        --archs 12 --out experiments/tunas/results/rank_standalone.json
+
+``supernet``: for each architecture of a ``standalone`` record, measure its top-1 *inside* a
+trained supernet (shared weights, batch-statistics BN, ``--eval-clips`` held-out clips of the
+supernet's own held-out split) and report Kendall's tau-b between the two accuracy lists (and, as
+a reference, between GFLOPs and stand-alone top-1)::
+
+    .venv/bin/python experiments/tunas/rank_agreement.py supernet runs/default/search-0.18 \
+        --standalone experiments/tunas/results/rank_standalone.json \
+        --out experiments/tunas/results/rank_agreement_default.json
 """
 from __future__ import annotations
 
@@ -21,8 +31,8 @@ from pathlib import Path
 import torch
 
 import nas
-from nas.commands.search import DEFAULT_PROXY
 from nas.families.movinet import resolve
+from nas.proxy import Proxy
 from nas.tunas.controller import Controller
 from nas.tunas.search import SearchConfig, _Data
 from nas.tunas.supernet import Path as NetPath, Supernet
@@ -47,59 +57,95 @@ def kendall_tau_b(a: list[float], b: list[float]) -> float:
     return (concordant - discordant) / denom if denom else float("nan")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("search_dir")
-    ap.add_argument("--space", default="movinet")
-    ap.add_argument("--archs", type=int, default=12)
-    ap.add_argument("--eval-clips", type=int, default=128)
-    ap.add_argument("--proxy-steps", type=int, default=DEFAULT_PROXY.steps)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out")
-    args = ap.parse_args()
+def _load(search_dir: str) -> tuple[dict, SearchConfig]:
+    state = torch.load(Path(search_dir) / "checkpoint.pt", weights_only=False)
+    return state, SearchConfig(**dict(state["config"]))
+
+
+def cmd_standalone(args: argparse.Namespace) -> None:
     space = nas.load_space(args.space)
-    state = torch.load(Path(args.search_dir) / "checkpoint.pt", weights_only=False)
-    raw = dict(state["config"])
-    cfg = SearchConfig(**raw)
-    data = _Data("synthetic", space, cfg.fixed, cfg)
-    supernet = Supernet(space, classes=data.num_classes)
-    supernet.load_state_dict(state["supernet"])
-    supernet.eval()  # no dropout; BN keeps using batch statistics
+    state, cfg = _load(args.search_dir)
     ctrl = Controller(space, cfg.target_gflops, cfg.steps, fixed=cfg.fixed, seed=cfg.seed)
     ctrl.load_state_dict(state["controller"])
+    del state
     g = torch.Generator().manual_seed(args.seed)
     archs: dict[str, nas.dsl.Arch] = {}
-    for _ in range(50 * args.archs):
+    for _ in range(200 * args.archs):
         arch = ctrl.policy.freeze(ctrl.policy.sample_indices(g))
         archs.setdefault(arch.hash, arch)
         if len(archs) == args.archs:
             break
-    proxy = dataclasses.replace(DEFAULT_PROXY, steps=args.proxy_steps)
+    proxy = dataclasses.replace(Proxy(), steps=args.proxy_steps) if args.proxy_steps else Proxy()
+    out = Path(args.out)
+    done = {r["hash"]: r for r in json.loads(out.read_text())["rows"]} if out.exists() else {}
     rows = []
     for arch in archs.values():
-        net = dataclasses.replace(resolve(arch.doc), classes=data.num_classes)
-        correct = 0
-        with torch.no_grad():
-            for start in range(0, args.eval_clips, 32):
-                x, y = data.batch("held", 10_000 + start // 32, 32)
-                correct += int((supernet(x, NetPath(net)).argmax(-1) == y).sum())
-        sup = 100.0 * correct / (32 * ((args.eval_clips + 31) // 32))
+        if arch.hash in done:  # resumable: a rerun skips the trainings already recorded
+            rows.append(done[arch.hash])
+            continue
         t0 = time.perf_counter()
         res = nas.train.evaluate(arch, "synthetic", proxy, seed=args.seed, progress=False)
-        row = {"hash": arch.hash, "gflops": arch.cost().gflops, "supernet_top1": sup, "standalone_top1": res.top1,
-               "status": res.status, "train_s": time.perf_counter() - t0}
-        rows.append(row)
-        print(json.dumps(row), flush=True)
-    ok = [r for r in rows if r["status"] == "ok"]
-    tau = kendall_tau_b([r["supernet_top1"] for r in ok], [r["standalone_top1"] for r in ok])
-    tau_cost = kendall_tau_b([r["gflops"] for r in ok], [r["standalone_top1"] for r in ok])
+        rows.append({"hash": arch.hash, "gflops": arch.cost().gflops, "arch": arch.doc, "standalone_top1": res.top1,
+                     "status": res.status, "reason": res.reason, "train_s": time.perf_counter() - t0})
+        print(json.dumps({k: v for k, v in rows[-1].items() if k != "arch"}), flush=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"search_dir": str(args.search_dir), "proxy": proxy.to_dict(),
+                                   "seed": args.seed, "rows": rows}, indent=2))
+
+
+def cmd_supernet(args: argparse.Namespace) -> None:
+    space = nas.load_space(args.space)
+    state, cfg = _load(args.search_dir)
+    data = _Data("synthetic", space, cfg.fixed, cfg)
+    supernet = Supernet(space, classes=data.num_classes)
+    supernet.load_state_dict(state["supernet"])
+    supernet.eval()  # no dropout; BN keeps using batch statistics (TuNAS)
+    record = json.loads(Path(args.standalone).read_text())
+    rows = []
+    for r in record["rows"]:
+        if r["status"] != "ok":
+            continue
+        net = dataclasses.replace(resolve(r["arch"]), classes=data.num_classes)
+        correct = seen = 0
+        with torch.no_grad():
+            for start in range(0, args.eval_clips, 32):
+                x, y = data.batch("held", start // 32, 32)
+                correct += int((supernet(x, NetPath(net)).argmax(-1) == y).sum())
+                seen += len(y)
+        rows.append({"hash": r["hash"], "gflops": r["gflops"], "supernet_top1": 100.0 * correct / seen,
+                     "standalone_top1": r["standalone_top1"]})
+        print(json.dumps(rows[-1]), flush=True)
+    tau = kendall_tau_b([r["supernet_top1"] for r in rows], [r["standalone_top1"] for r in rows])
+    tau_cost = kendall_tau_b([r["gflops"] for r in rows], [r["standalone_top1"] for r in rows])
     summary = {"kendall_tau_supernet_vs_standalone": tau, "kendall_tau_gflops_vs_standalone": tau_cost,
-               "archs": len(ok), "search_dir": str(args.search_dir), "proxy": proxy.to_dict(),
-               "eval_clips": args.eval_clips, "rows": rows}
-    print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
+               "archs": len(rows), "search_dir": str(args.search_dir), "search": cfg.to_dict(),
+               "standalone_proxy": record["proxy"], "eval_clips": args.eval_clips, "rows": rows}
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("rows", "search")}))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(summary, indent=2))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = ap.add_subparsers(dest="phase", required=True)
+    s = sub.add_parser("standalone")
+    s.add_argument("search_dir")
+    s.add_argument("--space", default="movinet")
+    s.add_argument("--archs", type=int, default=12)
+    s.add_argument("--proxy-steps", type=int, default=0, help="0: the default Proxy's steps")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", required=True)
+    s.set_defaults(func=cmd_standalone)
+    p = sub.add_parser("supernet")
+    p.add_argument("search_dir")
+    p.add_argument("--standalone", required=True)
+    p.add_argument("--space", default="movinet")
+    p.add_argument("--eval-clips", type=int, default=256)
+    p.add_argument("--out")
+    p.set_defaults(func=cmd_supernet)
+    args = ap.parse_args()
+    args.func(args)
 
 
 if __name__ == "__main__":

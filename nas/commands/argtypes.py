@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "fraction"]
+__all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "fraction", "clip"]
 
 
 def positive_int(text: str) -> int:
@@ -61,3 +61,13 @@ def fraction(text: str) -> float:
     if not 0 < value <= 1:
         raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {value}")
     return value
+
+
+def clip(text: str) -> tuple[int, int, int]:
+    """A clip written FRAMESxSTRIDExCROP (``8x5x112``) as ``(frames, frame_stride, crop)``."""
+    parts = text.lower().split("x")
+    try:
+        frames, stride, crop = (int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected FRAMESxSTRIDExCROP like 8x5x112, got {text!r}") from None
+    return frames, stride, crop

@@ -33,7 +33,7 @@ from typing import Any
 from nas.commands._run_options import add_run_arguments, open_run
 from nas.cost import GFLOPS_NOTE
 from nas.proxy import Proxy
-from nas.commands.argtypes import non_negative_float as _non_negative_float
+from nas.commands.argtypes import clip as _clip, non_negative_float as _non_negative_float
 from nas.commands.argtypes import positive_float as _positive_float, positive_int as _positive_int
 
 __all__ = ["register", "cmd_sample", "DEFAULT_PROXY"]
@@ -58,6 +58,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("--max-gflops", type=_non_negative_float,
                    help="candidates costlier than this are recorded as failed without training (default: the "
                    "space's largest reference architecture, or 2x --target-gflops if more; 0: no cap)")
+    p.add_argument("--clip", type=_clip,
+                   help="fix the clip FRAMESxSTRIDExCROP (and the head dropout at its first value), as xnas search "
+                   "does, so costs compare with a search's at the same --target-gflops")
     p.add_argument("--batch", type=_positive_int, default=4,
                    help="trials asked and evaluated together (default 4; part of the run's identity)")
     p.add_argument("--population", type=_positive_int, default=8, help="NSGA-II population size (default 8)")
@@ -80,6 +83,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from nas.registry import load_arch, load_space
 
     space = load_space(args.space)
+    if args.clip:
+        space = _fix_clip(space, args.clip)
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     baseline_archs = [load_arch(b) for b in baselines]
     cap, origin = _cost_cap(args, space.name)
@@ -103,6 +108,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
         return 130
     finally:
         run.close()
+
+
+def _fix_clip(space: Any, clip: tuple[int, int, int]) -> Any:
+    """The sub-space at one clip, named ``<space>-FxSxC`` (what ``xnas search --clip`` searches)."""
+    from nas.errors import DSLError, UsageError
+    from nas.tunas.search import default_fixed
+
+    try:
+        return space.fix(default_fixed(space, clip), name=f"{space.name}-{'x'.join(map(str, clip))}")
+    except (ValueError, DSLError) as err:
+        raise UsageError(f"--clip: {err}") from None
 
 
 def _cost_cap(args: argparse.Namespace, space_name: str) -> tuple[float | None, str]:

@@ -30,7 +30,7 @@ from nas.commands._run_options import add_run_arguments, open_run
 from nas.cost import GFLOPS_NOTE
 from nas.errors import UsageError
 from nas.proxy import Proxy
-from nas.commands.argtypes import positive_float as _positive_float, positive_int as _positive_int
+from nas.commands.argtypes import clip as _clip, positive_float as _positive_float, positive_int as _positive_int
 
 __all__ = ["register", "cmd_search", "DEFAULT_PROXY", "DEFAULT_TARGET", "DEFAULT_CLIP", "FAULT_EXIT_CODE"]
 
@@ -50,15 +50,6 @@ def _targets(text: str) -> list[float]:
     if not values or any(not (v > 0 and math.isfinite(v)) for v in values):
         raise argparse.ArgumentTypeError(f"expected comma-separated positive GFLOPs, got {text!r}")
     return list(dict.fromkeys(values))
-
-
-def _clip(text: str) -> tuple[int, int, int]:
-    parts = text.lower().split("x")
-    try:
-        frames, stride, crop = (int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected FRAMESxSTRIDExCROP like 8x5x112, got {text!r}") from None
-    return frames, stride, crop
 
 
 def register(subparsers: Any) -> None:

@@ -103,6 +103,37 @@ class Space:
         """The space document as YAML (repeats written back as ``{repeat, each}``)."""
         return dump_yaml(_to_raw(self.doc))
 
+    def fix(self, values: Mapping[str, Any], name: str | None = None) -> "Space":
+        """The sub-space with some choices set to one value each (e.g. the clip a search trains at).
+
+        ``values`` maps labels to values; each must be one of the space's labels outside a repeat
+        (a repeat writes one ``each`` for all its slots, so a per-slot choice cannot be fixed alone)
+        and an allowed value. ``name`` names the new space (default: this space's name).
+        Raises :class:`DSLError` naming the label, the value and what is allowed.
+        """
+        fixable = {c.label for c in _iter_choices(_outside_repeats(self.doc))}
+        for label, value in values.items():
+            if label not in self._dims:
+                raise DSLError(str(label), value, f"labels of space {self.name!r}", reason="unknown label")
+            if label not in fixable:
+                raise DSLError(str(label), value, "a choice outside a repeat", reason="a per-slot choice")
+            if not self._dims[label].admits(value):
+                raise DSLError(label, value, self._dims[label].allowed())
+
+        def raw(node: Any) -> Any:
+            if isinstance(node, Choice) and node.label in values:
+                return node.normalise(values[node.label])
+            if isinstance(node, dict):
+                return {k: raw(v) for k, v in node.items()}
+            if isinstance(node, list):
+                return [raw(v) for v in node]
+            return _to_raw(node)
+
+        doc = raw(self.doc)
+        if name:
+            doc["name"] = name
+        return Space.from_dict(doc, file=self.file)
+
     # -- the sampler contract -----------------------------------------------------------------
     def dims(self) -> dict[str, Choice]:
         """Every choice, by label, in document order (shared labels appear once)."""
@@ -179,6 +210,15 @@ class Space:
         except DSLError:
             return False
         return True
+
+
+def _outside_repeats(node: Any) -> Any:
+    """The document with every repeat removed (what :meth:`Space.fix` may fix)."""
+    if isinstance(node, dict):
+        return {k: _outside_repeats(v) for k, v in node.items() if not isinstance(v, Repeat)}
+    if isinstance(node, list):
+        return [_outside_repeats(v) for v in node if not isinstance(v, Repeat)]
+    return node
 
 
 def _substitute(node: Any, value_of: Callable[[Choice], Any]) -> Any:
