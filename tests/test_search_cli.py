@@ -91,3 +91,29 @@ def test_default_baseline_is_the_reference_nearest_the_target_at_the_search_clip
     assert abs(a0.cost().gflops / DEFAULT_TARGET - 1) < 0.05
     assert [b.name for b in _baselines(args, space, [0.18, 0.5])] == ["movinet-a0-8x5x112", "movinet-a2-8x5x112"]
     assert _baselines(argparse.Namespace(baselines="none", clip=(8, 5, 112)), space, [0.18]) == []
+
+
+def test_targets_run_in_parallel_as_ray_tasks_with_the_sequential_result(space_file: Path, tmp_path: Path,
+                                                                           capsys) -> None:
+    import torch
+
+    runs = tmp_path / "runs"
+    flags = [f for f in FAST if f not in ("--target-gflops", "0.0015")]
+    two = ["--targets", "0.0015,0.002", "--no-retrain", "--runs-dir", str(runs)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the Ray tasks run with 1 thread each: same arithmetic, same policy
+    try:
+        assert main(["search", "--space", str(space_file), *flags, *two, "--name", "seq"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    capsys.readouterr()
+    flags[flags.index("local")] = "ray"
+    assert main(["search", "--space", str(space_file), *flags, *two, "--name", "par", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert [s["target_gflops"] for s in summary["searches"]] == [0.0015, 0.002]
+    assert "running 2 searches as Ray tasks" in (runs / "par" / "run.log").read_text()
+    for t in ("0.0015", "0.002"):
+        par, seq = runs / "par" / f"search-{t}", runs / "seq" / f"search-{t}"
+        assert "resumed" not in (par / "search.log").read_text()
+        assert _final_policy(par) == _final_policy(seq)
+        assert Arch.load(par / "argmax.yaml") == Arch.load(seq / "argmax.yaml")

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import nas
+import nas.train
 from nas.commands.search import DEFAULT_PROXY
 from nas.tunas.search import default_fixed
 

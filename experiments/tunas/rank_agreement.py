@@ -31,10 +31,11 @@ from pathlib import Path
 import torch
 
 import nas
+import nas.train
 from nas.families.movinet import resolve
 from nas.proxy import Proxy
 from nas.tunas.controller import Controller
-from nas.tunas.search import SearchConfig, _Data
+from nas.tunas.search import SearchConfig, _Data, _lr_factor
 from nas.tunas.supernet import Path as NetPath, Supernet
 
 
@@ -126,6 +127,48 @@ def cmd_supernet(args: argparse.Namespace) -> None:
         Path(args.out).write_text(json.dumps(summary, indent=2))
 
 
+def cmd_finetune(args: argparse.Namespace) -> None:
+    """Go on training a finished search's shared weights on architectures drawn from its final
+    policy (no controller updates): what the last steps of a long TuNAS search do, at a budget the
+    default 20-minute search cannot afford. Writes ``OUT/checkpoint.pt`` in the search's format."""
+    space = nas.load_space(args.space)
+    state, cfg = _load(args.search_dir)
+    cfg = dataclasses.replace(cfg, batch_size=args.batch_size, train_clips=args.train_clips)
+    torch.manual_seed(args.seed)
+    data = _Data("synthetic", space, cfg.fixed, cfg)
+    supernet = Supernet(space, classes=data.num_classes)
+    supernet.load_state_dict(state["supernet"])
+    ctrl = Controller(space, cfg.target_gflops, cfg.steps, fixed=cfg.fixed, seed=cfg.seed)
+    ctrl.load_state_dict(state["controller"])
+    opt = torch.optim.Adam(supernet.parameters(), lr=args.lr)
+    g = torch.Generator().manual_seed(args.seed)
+    supernet.train()
+    t0 = time.perf_counter()
+    for step in range(args.steps):
+        arch = ctrl.policy.freeze(ctrl.policy.sample_indices(g))
+        net = dataclasses.replace(resolve(arch.doc), classes=data.num_classes)
+        for group in opt.param_groups:
+            group["lr"] = args.lr * _lr_factor(step, args.steps)
+        opt.zero_grad(set_to_none=True)
+        x, y = data.batch("train", step, cfg.batch_size)
+        loss = torch.nn.functional.cross_entropy(supernet(x, NetPath(net)), y, label_smoothing=cfg.label_smoothing)
+        if cfg.weight_decay:
+            loss = loss + 0.5 * cfg.weight_decay * supernet.l2(NetPath(net))
+        loss.backward()
+        opt.step()
+        if (step + 1) % max(1, args.steps // 10) == 0:
+            print(json.dumps({"step": step + 1, "loss": float(loss.detach()), "s": round(time.perf_counter() - t0, 1)}),
+                  flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    state["supernet"] = supernet.state_dict()
+    state["finetune"] = {"from": str(args.search_dir), "steps": args.steps, "batch_size": args.batch_size,
+                         "train_clips": args.train_clips, "lr": args.lr, "seed": args.seed,
+                         "wall_s": time.perf_counter() - t0}
+    state.pop("optimizer", None)
+    torch.save(state, out / "checkpoint.pt")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="phase", required=True)
@@ -137,6 +180,16 @@ def main() -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_standalone)
+    f = sub.add_parser("finetune")
+    f.add_argument("search_dir")
+    f.add_argument("--space", default="movinet")
+    f.add_argument("--steps", type=int, default=1500)
+    f.add_argument("--batch-size", type=int, default=16)
+    f.add_argument("--train-clips", type=int, default=2048)
+    f.add_argument("--lr", type=float, default=3e-3)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--out", required=True)
+    f.set_defaults(func=cmd_finetune)
     p = sub.add_parser("supernet")
     p.add_argument("search_dir")
     p.add_argument("--standalone", required=True)

@@ -136,6 +136,22 @@ def _baselines(args: argparse.Namespace, space: Any, targets: list[float]) -> li
     return out
 
 
+def _search_job(space: Any, cfg: Any, out_dir: str, data: str, top_k: int) -> Any:
+    """One search as a Ray task: :func:`nas.tunas.search.run_search`, its status lines appended to
+    ``out_dir/search.log`` (a worker has no terminal)."""
+    from pathlib import Path
+
+    from nas.tunas.search import run_search
+
+    Path(out_dir).mkdir(parents=True, exist_ok=True)
+    with open(Path(out_dir) / "search.log", "a", encoding="utf-8") as log_file:
+        def log(message: str) -> None:
+            log_file.write(message + "\n")
+            log_file.flush()
+
+        return run_search(space, cfg, out_dir, data=data, top_k=top_k, progress=False, log=log)
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     """Run one TuNAS search per target, retrain the winners, plot; print a summary."""
     from nas.registry import load_space
@@ -169,18 +185,32 @@ def cmd_search(args: argparse.Namespace) -> int:
     run, evaluator = open_run(args, driver="search", config=config)
     try:
         run.register_space(space)
-        searches = []
-        for t in targets:
-            cfg = dataclasses.replace(base, target_gflops=t)
-            run.log(f"search: target {t:g} GFLOPs at clip {args.clip[0]}x{args.clip[1]}x{args.clip[2]}, "
+        configs = [dataclasses.replace(base, target_gflops=t) for t in targets]
+        for cfg in configs:
+            run.log(f"search: target {cfg.target_gflops:g} GFLOPs at clip {args.clip[0]}x{args.clip[1]}x{args.clip[2]}, "
                     f"{cfg.steps} steps ({GFLOPS_NOTE})")
-            result = run_search(space, cfg, run.dir / f"search-{t:g}", data=args.data, top_k=args.top_k,
-                                progress=args.progress and sys.stderr.isatty(), log=run.log,
-                                stop_after=args.fail_after_steps)
-            if args.fail_after_steps is not None and result.steps_done < cfg.steps:
-                run.log(f"fault injection: exiting after {result.steps_done} search steps")
-                sys.stderr.flush()
-                os._exit(FAULT_EXIT_CODE)
+        ray_inner = getattr(evaluator.inner, "map", None)
+        if len(configs) > 1 and ray_inner is not None and args.fail_after_steps is None:
+            # one Ray task per target, as many at once as --cpus-per-trial allows; each search
+            # checkpoints in its own folder, so --resume resumes every unfinished one
+            run.log(f"running {len(configs)} searches as Ray tasks ({args.cpus_per_trial:g} CPU each); "
+                    "their progress goes to search-<target>/search.log")
+            results = ray_inner(_search_job, [
+                {"space": space, "cfg": cfg, "out_dir": str(run.dir / f"search-{cfg.target_gflops:g}"),
+                 "data": args.data, "top_k": args.top_k} for cfg in configs])
+        else:
+            results = []
+            for cfg in configs:
+                result = run_search(space, cfg, run.dir / f"search-{cfg.target_gflops:g}", data=args.data,
+                                    top_k=args.top_k, progress=args.progress and sys.stderr.isatty(), log=run.log,
+                                    stop_after=args.fail_after_steps)
+                if args.fail_after_steps is not None and result.steps_done < cfg.steps:
+                    run.log(f"fault injection: exiting after {result.steps_done} search steps")
+                    sys.stderr.flush()
+                    os._exit(FAULT_EXIT_CODE)
+                results.append(result)
+        searches = []
+        for t, result in zip(targets, results):
             run.save_arch(result.argmax, name=f"tunas-{t:g}-argmax")
             off = result.argmax.cost().gflops / t - 1
             run.log(f"search: target {t:g}: argmax {result.argmax.cost().gflops:.4g} GFLOPs ({off:+.1%}), "

@@ -85,6 +85,15 @@ def _trainable(config: dict[str, Any]) -> None:
                  "result": json.dumps(result.as_dict())})
 
 
+def _call_with_threads(fn: Callable[..., Any], threads: int, kwargs: dict[str, Any]) -> Any:
+    """A Ray task body: ``fn(**kwargs)`` with torch limited to the task's CPUs (Ray reserves them;
+    torch would otherwise start one thread per core of the node)."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return fn(**kwargs)
+
+
 def _result_from_metrics(job: dict[str, Any], metrics: dict[str, Any] | None, error: str | None) -> TrialResult:
     """Turn what Tune kept of a trial into a :class:`TrialResult`."""
     metrics = metrics or {}
@@ -271,6 +280,27 @@ class RayEvaluator:
                 latest.unlink()
                 latest.symlink_to(target, target_is_directory=True)
         self._temp_dir = None
+
+    # -- other work on the same Ray session ---------------------------------------------------------
+    def map(self, fn: Callable[..., Any], calls: Sequence[dict[str, Any]], cpus_per_call: float | None = None) -> list[Any]:
+        """Run ``fn(**kwargs)`` once per entry of ``calls`` as Ray tasks, as many at once as the CPUs
+        allow (``cpus_per_call``, default ``cpus_per_trial``); return the results in order.
+
+        For whole jobs that are not proxy trials (``xnas search --targets``: one TuNAS search per
+        target). ``fn`` must be importable by the workers (a module-level function) and its
+        arguments and result picklable. A task that raises re-raises here; Ray does not retry it
+        (the jobs checkpoint themselves, so a rerun resumes them).
+        """
+        if not calls:
+            return []
+        self._ensure_ray()
+        cpus = self.cpus_per_trial if cpus_per_call is None else cpus_per_call
+        task = ray.remote(num_cpus=cpus, num_gpus=self.gpus_per_trial, max_retries=0)(_call_with_threads)
+        refs = [task.remote(fn, max(1, int(cpus)), dict(kwargs)) for kwargs in calls]
+        try:
+            return ray.get(refs)
+        except ray.exceptions.RayTaskError as err:
+            raise RuntimeError(f"a Ray task failed: {_last_line(err)}") from None
 
     # -- evaluation -------------------------------------------------------------------------------
     def _jobs(self, archs: Sequence[Arch]) -> list[dict[str, Any]]:
