@@ -69,10 +69,18 @@ def cmd_standalone(args: argparse.Namespace) -> None:
     ctrl = Controller(space, cfg.target_gflops, cfg.steps, fixed=cfg.fixed, seed=cfg.seed)
     ctrl.load_state_dict(state["controller"])
     del state
+    with torch.no_grad():  # temperature > 1 flattens the policy: more diverse architectures
+        for logits in ctrl.policy.logits:
+            logits.div_(args.temperature)
     g = torch.Generator().manual_seed(args.seed)
     archs: dict[str, nas.dsl.Arch] = {}
+    skip = set()
+    if args.exclude:
+        skip = {r["hash"] for path in args.exclude for r in json.loads(Path(path).read_text())["rows"]}
     for _ in range(200 * args.archs):
         arch = ctrl.policy.freeze(ctrl.policy.sample_indices(g))
+        if arch.hash in skip or (args.max_gflops and arch.cost().gflops > args.max_gflops):
+            continue
         archs.setdefault(arch.hash, arch)
         if len(archs) == args.archs:
             break
@@ -91,7 +99,8 @@ def cmd_standalone(args: argparse.Namespace) -> None:
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "arch"}), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"search_dir": str(args.search_dir), "proxy": proxy.to_dict(),
-                                   "seed": args.seed, "rows": rows}, indent=2))
+                                   "seed": args.seed, "temperature": args.temperature,
+                                   "max_gflops": args.max_gflops, "rows": rows}, indent=2))
 
 
 def cmd_supernet(args: argparse.Namespace) -> None:
@@ -101,10 +110,10 @@ def cmd_supernet(args: argparse.Namespace) -> None:
     supernet = Supernet(space, classes=data.num_classes)
     supernet.load_state_dict(state["supernet"])
     supernet.eval()  # no dropout; BN keeps using batch statistics (TuNAS)
-    record = json.loads(Path(args.standalone).read_text())
+    records = [json.loads(Path(p).read_text()) for p in args.standalone]
     rows = []
-    for r in record["rows"]:
-        if r["status"] != "ok":
+    for r in [{**r, "temperature": rec.get("temperature", 1.0)} for rec in records for r in rec["rows"]]:
+        if r["status"] != "ok" or any(row["hash"] == r["hash"] for row in rows):
             continue
         net = dataclasses.replace(resolve(r["arch"]), classes=data.num_classes)
         correct = seen = 0
@@ -114,13 +123,13 @@ def cmd_supernet(args: argparse.Namespace) -> None:
                 correct += int((supernet(x, NetPath(net)).argmax(-1) == y).sum())
                 seen += len(y)
         rows.append({"hash": r["hash"], "gflops": r["gflops"], "supernet_top1": 100.0 * correct / seen,
-                     "standalone_top1": r["standalone_top1"]})
+                     "standalone_top1": r["standalone_top1"], "policy_temperature": r["temperature"]})
         print(json.dumps(rows[-1]), flush=True)
     tau = kendall_tau_b([r["supernet_top1"] for r in rows], [r["standalone_top1"] for r in rows])
     tau_cost = kendall_tau_b([r["gflops"] for r in rows], [r["standalone_top1"] for r in rows])
     summary = {"kendall_tau_supernet_vs_standalone": tau, "kendall_tau_gflops_vs_standalone": tau_cost,
                "archs": len(rows), "search_dir": str(args.search_dir), "search": cfg.to_dict(),
-               "standalone_proxy": record["proxy"], "eval_clips": args.eval_clips, "rows": rows}
+               "standalone_proxy": records[0]["proxy"], "standalone": args.standalone, "eval_clips": args.eval_clips, "rows": rows}
     print(json.dumps({k: v for k, v in summary.items() if k not in ("rows", "search")}))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -178,6 +187,9 @@ def main() -> None:
     s.add_argument("--archs", type=int, default=12)
     s.add_argument("--proxy-steps", type=int, default=0, help="0: the default Proxy's steps")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--temperature", type=float, default=1.0, help="divide the policy's logits by this")
+    s.add_argument("--max-gflops", type=float, default=0.0, help="skip costlier draws (0: none)")
+    s.add_argument("--exclude", nargs="*", default=[], help="standalone records whose architectures to skip")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_standalone)
     f = sub.add_parser("finetune")
@@ -192,7 +204,7 @@ def main() -> None:
     f.set_defaults(func=cmd_finetune)
     p = sub.add_parser("supernet")
     p.add_argument("search_dir")
-    p.add_argument("--standalone", required=True)
+    p.add_argument("--standalone", nargs="+", required=True)
     p.add_argument("--space", default="movinet")
     p.add_argument("--eval-clips", type=int, default=256)
     p.add_argument("--out")
