@@ -139,3 +139,11 @@ def test_clip_fixes_the_clip_like_a_search(tmp_path, capsys):
     capsys.readouterr()
     assert _sample(tmp_path, "--space", "movinet", "--clip", "8x5x113", "--trials", "1") == 2
     assert "--clip: clip/crop: got 113; allowed:" in capsys.readouterr().err
+
+
+def test_timeout_stops_asking_and_a_rerun_goes_on(tmp_path):
+    assert _sample(tmp_path, "--space", "x3d", "--trials", "12", "--batch", "4", "--timeout", "1e-9", "--name", "t") == 0
+    assert len(pandas.read_csv(tmp_path / "t" / "results.csv")) == 4  # the first batch always runs
+    assert "--timeout 1e-09 s reached after 4 trial(s)" in (tmp_path / "t" / "run.log").read_text()
+    assert _sample(tmp_path, "--space", "x3d", "--trials", "12", "--batch", "4", "--name", "t", "--resume") == 0
+    assert len(pandas.read_csv(tmp_path / "t" / "results.csv")) == 12

@@ -22,12 +22,17 @@ proxy trainer refuses a candidate whose estimated training memory exceeds ``--me
 Trials are asked in batches of ``--batch`` (evaluated together, e.g. in parallel on Ray); each batch
 gets a sampler seeded by (``--seed``, batch index), so a rerun -- ``--resume`` after a crash --
 proposes exactly the trials the uninterrupted run would have.
+
+``--timeout S`` stops asking new batches once S seconds of this invocation have passed (the batch
+under way finishes): a wall-time budget, e.g. to give a sampler the compute a TuNAS search took.
+It is not part of the run's identity: rerunning the command goes on towards ``--trials``.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from typing import Any
 
 from nas.commands._run_options import add_run_arguments, open_run
@@ -61,6 +66,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--clip", type=_clip,
                    help="fix the clip FRAMESxSTRIDExCROP (and the head dropout at its first value), as xnas search "
                    "does, so costs compare with a search's at the same --target-gflops")
+    p.add_argument("--timeout", type=_positive_float,
+                   help="stop asking new trials after this many seconds (the batch under way finishes)")
     p.add_argument("--batch", type=_positive_int, default=4,
                    help="trials asked and evaluated together (default 4; part of the run's identity)")
     p.add_argument("--population", type=_positive_int, default=8, help="NSGA-II population size (default 8)")
@@ -148,6 +155,8 @@ def _sample_loop(args: argparse.Namespace, run: Any, evaluator: Any, space: Any)
     from nas.integrations.optuna_study import make_sampler
 
     study = run.study
+    deadline = None if args.timeout is None else time.monotonic() + args.timeout
+    asked_here = False  # the budget stops asking only after one batch of this invocation: progress is made
     pending = study.unfinished(space)
     if pending:
         run.log(f"finishing {len(pending)} trial(s) asked before the run stopped")
@@ -159,12 +168,16 @@ def _sample_loop(args: argparse.Namespace, run: Any, evaluator: Any, space: Any)
             remaining = args.trials - total
             if remaining <= 0:
                 break
+            if deadline is not None and asked_here and time.monotonic() >= deadline:
+                run.log(f"--timeout {args.timeout:g} s reached after {total} trial(s); rerun the command to go on")
+                break
             batch_index = total // args.batch
             sampler = make_sampler(args.strategy, seed=args.seed * 1_000_003 + batch_index,
                                    population_size=args.population)
             if args.strategy == "nsga2" and args.target_gflops:
                 sampler = _constrained_nsga2(args, batch_index)
             asked = study.ask_batch(space, min(args.batch, remaining), sampler)
+            asked_here = True
         archs = [space.freeze(sample) for _, sample in asked]
         tags = [{"driver": "sample", "step": number // args.batch, "strategy": args.strategy, "_trial": number}
                 for number, _ in asked]
