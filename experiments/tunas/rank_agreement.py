@@ -77,7 +77,21 @@ def cmd_standalone(args: argparse.Namespace) -> None:
     skip = set()
     if args.exclude:
         skip = {r["hash"] for path in args.exclude for r in json.loads(Path(path).read_text())["rows"]}
-    for _ in range(200 * args.archs):
+    if args.framewise_of:
+        # frame-wise twins of recorded architectures: every block kernel with a temporal extent
+        # becomes 1x3x3, so the network cannot see frame order (a point of the same space, at
+        # chance on event_order when trained alone): a designed accuracy spread for the ranking
+        for path in args.framewise_of:
+            for r in json.loads(Path(path).read_text())["rows"][: args.archs]:
+                doc = json.loads(json.dumps(r["arch"]))
+                for block in doc["blocks"]:
+                    for layer in block["layers"]:
+                        if not str(layer["kernel"]).startswith("1x"):
+                            layer["kernel"] = "1x3x3"
+                doc["name"] = r["arch"]["name"] + "-framewise"
+                arch = nas.dsl.Arch.from_dict(doc)
+                archs.setdefault(arch.hash, arch)
+    for _ in range(0 if args.framewise_of else 200 * args.archs):
         arch = ctrl.policy.freeze(ctrl.policy.sample_indices(g))
         if arch.hash in skip or (args.max_gflops and arch.cost().gflops > args.max_gflops):
             continue
@@ -99,7 +113,7 @@ def cmd_standalone(args: argparse.Namespace) -> None:
         print(json.dumps({k: v for k, v in rows[-1].items() if k != "arch"}), flush=True)
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps({"search_dir": str(args.search_dir), "proxy": proxy.to_dict(),
-                                   "seed": args.seed, "temperature": args.temperature,
+                                   "seed": args.seed, "temperature": args.temperature, "framewise_of": args.framewise_of,
                                    "max_gflops": args.max_gflops, "rows": rows}, indent=2))
 
 
@@ -112,7 +126,8 @@ def cmd_supernet(args: argparse.Namespace) -> None:
     supernet.eval()  # no dropout; BN keeps using batch statistics (TuNAS)
     records = [json.loads(Path(p).read_text()) for p in args.standalone]
     rows = []
-    for r in [{**r, "temperature": rec.get("temperature", 1.0)} for rec in records for r in rec["rows"]]:
+    for r in [{**r, "draw": "framewise twin" if rec.get("framewise_of") else f"policy T={rec.get('temperature', 1.0):g}"}
+              for rec in records for r in rec["rows"]]:
         if r["status"] != "ok" or any(row["hash"] == r["hash"] for row in rows):
             continue
         net = dataclasses.replace(resolve(r["arch"]), classes=data.num_classes)
@@ -123,7 +138,7 @@ def cmd_supernet(args: argparse.Namespace) -> None:
                 correct += int((supernet(x, NetPath(net)).argmax(-1) == y).sum())
                 seen += len(y)
         rows.append({"hash": r["hash"], "gflops": r["gflops"], "supernet_top1": 100.0 * correct / seen,
-                     "standalone_top1": r["standalone_top1"], "policy_temperature": r["temperature"]})
+                     "standalone_top1": r["standalone_top1"], "draw": r["draw"]})
         print(json.dumps(rows[-1]), flush=True)
     tau = kendall_tau_b([r["supernet_top1"] for r in rows], [r["standalone_top1"] for r in rows])
     tau_cost = kendall_tau_b([r["gflops"] for r in rows], [r["standalone_top1"] for r in rows])
@@ -190,6 +205,8 @@ def main() -> None:
     s.add_argument("--temperature", type=float, default=1.0, help="divide the policy's logits by this")
     s.add_argument("--max-gflops", type=float, default=0.0, help="skip costlier draws (0: none)")
     s.add_argument("--exclude", nargs="*", default=[], help="standalone records whose architectures to skip")
+    s.add_argument("--framewise-of", nargs="*", default=[],
+                   help="instead of drawing: frame-wise twins of the first --archs architectures of these records")
     s.add_argument("--out", required=True)
     s.set_defaults(func=cmd_standalone)
     f = sub.add_parser("finetune")
