@@ -193,6 +193,33 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     torch.save(state, out / "checkpoint.pt")
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    """A Markdown table of several ``supernet`` records: tau-b over all architectures and per group."""
+    def tau(rows: list[dict]) -> float:
+        return kendall_tau_b([r["supernet_top1"] for r in rows], [r["standalone_top1"] for r in rows])
+
+    def span(rows: list[dict], key: str) -> str:
+        values = [r[key] for r in rows]
+        return f"{sum(values) / len(values):.1f} ({min(values):.1f}-{max(values):.1f})"
+
+    lines = ["| supernet | archs | tau-b, all | tau-b, policy draws only | tau-b, frame-wise twins only | "
+             "supernet top-1 %: policy draws | supernet top-1 %: twins | stand-alone top-1 %: policy draws | "
+             "stand-alone top-1 %: twins |", "|" + "---|" * 9]
+    for path in args.records:
+        rec = json.loads(Path(path).read_text())
+        rows = rec["rows"]
+        drawn = [r for r in rows if r["draw"] != "framewise twin"]
+        twins = [r for r in rows if r["draw"] == "framewise twin"]
+        name = rec.get("label") or Path(path).stem
+        lines.append(f"| {name} | {len(rows)} | {tau(rows):.3f} | {tau(drawn):.3f} | {tau(twins):.3f} | "
+                     f"{span(drawn, 'supernet_top1')} | {span(twins, 'supernet_top1')} | "
+                     f"{span(drawn, 'standalone_top1')} | {span(twins, 'standalone_top1')} |")
+    text = "\n".join(lines) + "\n"
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="phase", required=True)
@@ -226,6 +253,10 @@ def main() -> None:
     p.add_argument("--eval-clips", type=int, default=256)
     p.add_argument("--out")
     p.set_defaults(func=cmd_supernet)
+    r = sub.add_parser("report")
+    r.add_argument("records", nargs="+")
+    r.add_argument("--out")
+    r.set_defaults(func=cmd_report)
     args = ap.parse_args()
     args.func(args)
 
