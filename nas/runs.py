@@ -425,6 +425,7 @@ class RecordingEvaluator:
         results: list[TrialResult | None] = [None] * len(archs)
         todo: list[int] = []
         first_of: dict[str, int] = {}
+        over_cap = 0
         for i, arch in enumerate(archs):
             hit = self.run.cached(arch, self.key)
             if hit is not None:
@@ -433,15 +434,15 @@ class RecordingEvaluator:
                     self.run.tell_cached(arch, hit, int(tags[i]["_trial"]))
             elif self.max_gflops is not None and arch.cost().gflops > self.max_gflops:
                 results[i] = self._over_cap(arch, tags[i])
+                over_cap += 1
             elif arch.hash in first_of:
                 continue  # a duplicate inside the batch: filled from its first occurrence below
             else:
                 first_of[arch.hash] = i
                 todo.append(i)
         if todo:
-            refused = sum(1 for r in results if r is not None and r.reason.startswith("not trained: "))
-            over = f", {refused} over the cost cap" if refused else ""
-            self.run.log(f"evaluating {len(todo)} architecture(s) ({len(archs) - len(todo) - refused} cached{over})")
+            over = f", {over_cap} over the cost cap" if over_cap else ""
+            self.run.log(f"evaluating {len(todo)} architecture(s) ({len(archs) - len(todo) - over_cap} cached{over})")
         recorded: set[int] = set()
 
         def on_result(j: int, result: TrialResult) -> None:

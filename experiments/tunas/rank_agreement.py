@@ -35,7 +35,7 @@ import nas.train
 from nas.families.movinet import resolve
 from nas.proxy import Proxy
 from nas.tunas.controller import Controller
-from nas.tunas.search import SearchConfig, _Data, _lr_factor
+from nas.tunas.search import SearchConfig, _Data, _lr_factor, supernet_loss
 from nas.tunas.supernet import Path as NetPath, Supernet
 
 
@@ -175,9 +175,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
             group["lr"] = args.lr * _lr_factor(step, args.steps)
         opt.zero_grad(set_to_none=True)
         x, y = data.batch("train", step, cfg.batch_size)
-        loss = torch.nn.functional.cross_entropy(supernet(x, NetPath(net)), y, label_smoothing=cfg.label_smoothing)
-        if cfg.weight_decay:
-            loss = loss + 0.5 * cfg.weight_decay * supernet.l2(NetPath(net))
+        loss = supernet_loss(supernet, NetPath(net), x, y, cfg)
         loss.backward()
         opt.step()
         if (step + 1) % max(1, args.steps // 10) == 0:

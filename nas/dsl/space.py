@@ -34,9 +34,12 @@ def _iter_choices(node: Any) -> Iterator[Choice]:
             yield from _iter_choices(v)
 
 
-def _to_raw(node: Any) -> Any:
-    """A parsed space tree back to plain data (choices as ``{choice: ...}`` mappings)."""
+def _to_raw(node: Any, fixed: Mapping[str, Any] | None = None) -> Any:
+    """A parsed space tree back to plain data (choices as ``{choice: ...}`` mappings; a choice whose
+    label is in ``fixed`` as that value)."""
     if isinstance(node, Choice):
+        if fixed and node.label in fixed:
+            return node.normalise(fixed[node.label])
         raw: dict[str, Any] = (
             {"choice": list(node.values)} if node.values is not None else {"range": [node.low, node.high]}
         )
@@ -48,9 +51,9 @@ def _to_raw(node: Any) -> Any:
     if isinstance(node, Repeat):
         return {"repeat": _to_raw(node.count), "each": _to_raw(node.slots[0])}
     if isinstance(node, dict):
-        return {k: _to_raw(v) for k, v in node.items()}
+        return {k: _to_raw(v, fixed) for k, v in node.items()}
     if isinstance(node, list):
-        return [_to_raw(v) for v in node]
+        return [_to_raw(v, fixed) for v in node]
     return node
 
 
@@ -119,17 +122,7 @@ class Space:
                 raise DSLError(str(label), value, "a choice outside a repeat", reason="a per-slot choice")
             if not self._dims[label].admits(value):
                 raise DSLError(label, value, self._dims[label].allowed())
-
-        def raw(node: Any) -> Any:
-            if isinstance(node, Choice) and node.label in values:
-                return node.normalise(values[node.label])
-            if isinstance(node, dict):
-                return {k: raw(v) for k, v in node.items()}
-            if isinstance(node, list):
-                return [raw(v) for v in node]
-            return _to_raw(node)
-
-        doc = raw(self.doc)
+        doc = _to_raw(self.doc, values)  # repeats are written unfixed: no fixable label is inside one
         if name:
             doc["name"] = name
         return Space.from_dict(doc, file=self.file)

@@ -41,7 +41,7 @@ from nas.families.movinet import resolve
 from nas.tunas.controller import REWARDS, Controller, warmup_probability
 from nas.tunas.supernet import SEARCH_FIXED_PREFIXES, Path as NetPath, Supernet, kernel_positions
 
-__all__ = ["SearchConfig", "SearchResult", "run_search", "default_fixed", "TRAJECTORY_COLUMNS"]
+__all__ = ["SearchConfig", "SearchResult", "run_search", "supernet_loss", "default_fixed", "TRAJECTORY_COLUMNS"]
 
 TRAJECTORY_COLUMNS = ("step", "loss", "q", "reward", "baseline", "advantage", "rl_lr", "warmup_p", "entropy",
                       "sampled_gflops", "expected_gflops", "argmax_gflops", "target_gflops", "wall_s")
@@ -251,6 +251,16 @@ class _RMSpropTF(torch.optim.Optimizer):
                 p.sub_(mom)
 
 
+def supernet_loss(supernet: Supernet, path: NetPath, x: torch.Tensor, y: torch.Tensor,
+                  cfg: SearchConfig) -> torch.Tensor:
+    """TuNAS's training loss of one path: cross-entropy with label smoothing plus the masked L2 of the
+    weights the path uses (``wd / 2 * sum(w**2)``, never optimiser weight decay)."""
+    loss = F.cross_entropy(supernet(x, path), y, label_smoothing=cfg.label_smoothing)
+    if cfg.weight_decay:
+        loss = loss + 0.5 * cfg.weight_decay * supernet.l2(path)
+    return loss
+
+
 def _lr_factor(step: int, total: int) -> float:
     """TuNAS: linear warm-up over 2.5 % of the steps, then cosine to zero."""
     warm = max(1, round(0.025 * total))
@@ -365,9 +375,7 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
         losses = []
         for j, path in enumerate(paths):
             x, y = loaded.batch("train", step * k_archs + j, cfg.batch_size)
-            loss = F.cross_entropy(supernet(x, path), y, label_smoothing=cfg.label_smoothing)
-            if cfg.weight_decay:
-                loss = loss + 0.5 * cfg.weight_decay * supernet.l2(path)
+            loss = supernet_loss(supernet, path, x, y, cfg)
             (loss / k_archs).backward()
             losses.append(float(loss.detach()))
         opt.step()
