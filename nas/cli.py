@@ -12,6 +12,7 @@ import sys
 from typing import Sequence
 
 from nas.cost import GFLOPS_NOTE
+from nas.data.synthetic import DEFAULT_TASK, TASKS
 from nas.errors import DSLError, UsageError
 from nas.commands.argtypes import fraction as _fraction, positive_int as _positive
 
@@ -20,7 +21,7 @@ __all__ = ["main", "UsageError", "COMMAND_MODULES"]
 # Commands that live in their own module under nas/commands/. Each module defines
 # ``register(subparsers)``, which adds its parser(s) and sets ``func``; it keeps heavy imports (torch,
 # Ray, Optuna) inside the command function so ``xnas --help`` stays fast.
-COMMAND_MODULES = ("stream", "export", "sample", "expand", "search", "results")
+COMMAND_MODULES = ("stream", "export", "sample", "expand", "search", "results", "fidelity")
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train at this fraction of the crop (reported GFLOPs stay the full-size ones)")
     p.add_argument("--optimizer", choices=("sgd", "rmsprop", "adamw"))
     p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--task", help="synthetic task: mixed, event_order, chiral_motion, shape_direction")
+    p.add_argument("--task", help="synthetic task: " + ", ".join(TASKS) + f" (default {DEFAULT_TASK})")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", help="output folder (default runs/train-<arch>-<hash>)")
     p.set_defaults(func=cmd_train)

@@ -15,9 +15,14 @@ Built-in formulas (all deterministic, no randomness beyond the architecture's ha
   more compute, more accuracy, with diminishing returns, so a Pareto front is non-trivial;
 * ``saturating-nan`` -- like ``saturating`` but NaN (a failed trial) for about a quarter of the
   architectures (those whose hash starts with 0-3), to test that failures are recorded and runs go on.
+
+Any formula has **noisy copies**: ``NAME+noise:S`` is ``NAME`` plus a deterministic Gaussian noise of
+standard deviation ``S`` points, drawn from the architecture's hash (:func:`hash_normal`) -- a stand-in
+for a cheaper, noisier proxy of the same ranking (``xnas fidelity`` is tested with it).
 """
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import math
@@ -26,7 +31,9 @@ from typing import Callable
 
 from nas.dsl.arch import Arch
 
-__all__ = ["FORMULAS", "register_formula", "get_formula", "formula_names"]
+__all__ = ["FORMULAS", "register_formula", "get_formula", "formula_names", "hash_normal", "NOISE_SUFFIX"]
+
+NOISE_SUFFIX = "+noise:"
 
 Formula = Callable[[Arch], float]
 
@@ -68,8 +75,35 @@ def formula_names() -> list[str]:
     return sorted(FORMULAS)
 
 
+def hash_normal(arch_hash: str, salt: str = "noise") -> float:
+    """A standard normal draw that is a function of ``arch_hash`` alone (Box-Muller on its SHA-256)."""
+    digest = hashlib.sha256(f"{salt}:{arch_hash}".encode()).digest()
+    u1 = (int.from_bytes(digest[:8], "big") + 1) / (2**64 + 1)
+    u2 = int.from_bytes(digest[8:16], "big") / 2**64
+    return math.sqrt(-2 * math.log(u1)) * math.cos(2 * math.pi * u2)
+
+
+def _noisy(name: str) -> Formula:
+    base_name, _, text = name.partition(NOISE_SUFFIX)
+    try:
+        sd = float(text)
+    except ValueError:
+        sd = float("nan")
+    if not (sd >= 0 and math.isfinite(sd)):
+        raise ValueError(f"evaluator.formula: got {name!r}; allowed: NAME{NOISE_SUFFIX}S with S a number >= 0")
+    base = get_formula(base_name)
+
+    def noisy(arch: Arch) -> float:
+        return base(arch) + sd * hash_normal(arch.hash)
+
+    return noisy
+
+
 def get_formula(name: str) -> Formula:
-    """The formula registered as ``name``; ``ValueError`` naming the known ones if there is none."""
+    """The formula registered as ``name`` (or a noisy copy, ``NAME+noise:S``); ``ValueError`` naming
+    the known ones if there is none."""
+    if NOISE_SUFFIX in name:
+        return _noisy(name)
     if name not in FORMULAS:
         _load_driver_formulas()
     if name not in FORMULAS:

@@ -15,9 +15,11 @@ from nas.cost import GFLOPS_NOTE
 if TYPE_CHECKING:
     import pandas
 
+    from nas.fidelity import Report
+
     from nas.dsl.arch import Arch
 
-__all__ = ["pareto_plot", "pareto_front", "is_baseline"]
+__all__ = ["pareto_plot", "pareto_front", "is_baseline", "fidelity_plot"]
 
 
 def is_baseline(row: Any) -> bool:
@@ -124,6 +126,47 @@ def pareto_plot(results: "pandas.DataFrame", path: Path, *, baselines: Sequence[
         ax.legend(loc="lower right", fontsize=8)
     fig.text(0.01, 0.01, GFLOPS_NOTE, fontsize=6, alpha=0.7)
     fig.tight_layout(rect=(0, 0.03, 1, 1))
+    fig.savefig(path)
+    fig.savefig(path.with_suffix(".svg"))
+    plt.close(fig)
+    return path
+
+
+def fidelity_plot(report: "Report", path: Path) -> Path:
+    """The run's score against the reference's for every audited architecture (``xnas fidelity``),
+    coloured by expansion step for an expand run, with tau-b, rho and their 90 % intervals in the title.
+
+    Returns:
+        ``path`` (an SVG is written next to it).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+    points = [p for p in report.pairs if math.isfinite(p.run_score) and math.isfinite(p.reference_score)]
+    groups: dict[str, list] = {}
+    for p in points:
+        key = f"step {p.step}" if report.driver == "expand" and p.step is not None else "architectures"
+        groups.setdefault(key, []).append(p)
+    for key, members in sorted(groups.items(), key=lambda kv: (len(kv[0]), kv[0])):
+        ax.scatter([p.run_score for p in members], [p.reference_score for p in members], s=28, alpha=0.8, label=key)
+    unit = " (%)" if report.metric == "top1" else ""
+    ax.set_xlabel(f"run's {report.metric}{unit}")
+    ax.set_ylabel(f"reference {report.metric}{unit}")
+    a = report.agreement
+    ci = a["ci90"]
+    ax.set_title(f"{report.driver} run, n = {a['n']}: Kendall tau-b {a['kendall_tau']:.2f} "
+                 f"[{ci['kendall_tau'][0]:.2f}, {ci['kendall_tau'][1]:.2f}]\n"
+                 f"Spearman rho {a['spearman_rho']:.2f} [{ci['spearman_rho'][0]:.2f}, {ci['spearman_rho'][1]:.2f}] "
+                 "(90 % bootstrap)", fontsize=9)
+    ax.grid(True, alpha=0.3)
+    if len(groups) > 1:
+        ax.legend(fontsize=7, loc="best")
+    fig.tight_layout()
     fig.savefig(path)
     fig.savefig(path.with_suffix(".svg"))
     plt.close(fig)

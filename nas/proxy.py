@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from nas.cost import GFLOPS_NOTE
-from nas.data.synthetic import TASKS
+from nas.data.synthetic import DEFAULT_TASK, TASKS
 
 __all__ = ["Proxy", "TrialResult", "OPTIMIZERS", "LAYOUTS", "MEMORY_REFUSAL"]
 
@@ -39,7 +39,8 @@ class Proxy:
         val_clips: validation-set size for synthetic data.
         val_views: temporal clips per validation video for real data (softmax averaged over views).
         layout: memory format; ``auto`` times both on the first batch and keeps the faster.
-        task: synthetic task (``mixed``, ``event_order``, ``chiral_motion``, ``shape_direction``).
+        task: synthetic task (``graded``, the default, ``event_order``, ``chiral_motion``, ``shape_direction``,
+            ``mixed``; :mod:`nas.data.synthetic`).
         checkpoint_every: steps between mid-trial checkpoints (0: only at the end).
     """
 
@@ -58,7 +59,7 @@ class Proxy:
     val_clips: int = 512
     val_views: int = 1
     layout: str = "auto"
-    task: str = "event_order"
+    task: str = DEFAULT_TASK
     checkpoint_every: int = 100
 
     def __post_init__(self) -> None:

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from nas.integrations.optuna_study import Study
 
 __all__ = ["Run", "RecordingEvaluator", "COLUMNS", "NEUTRAL_KEYS", "evaluation_key", "read_results",
-           "FAULT_EXIT_CODE"]
+           "FAULT_EXIT_CODE", "write_json"]
 
 # results.csv columns, in order. ``tags`` holds every tag as JSON (driver and step also have columns).
 COLUMNS = ("trial", "hash", "name", "driver", "step", "gflops", "params", "top1", "loss", "wall_s",
@@ -210,7 +210,7 @@ class Run:
             stored["config"] = {**old, **{k: config[k] for k in config if k in NEUTRAL_KEYS}}
             stored["resumed"] = stored.get("resumed", 0) + 1
             run = cls(run_dir, name, driver, stored["config"], storage)
-            _write_json(config_path, stored)
+            write_json(config_path, stored)
             run._load()
             run.log(f"resumed run {name} ({len(run._rows)} results on file)")
         else:
@@ -219,7 +219,7 @@ class Run:
                                  "existing run (or leave out --resume to start one)")
             run_dir.mkdir(parents=True, exist_ok=True)
             run = cls(run_dir, name, driver, config, storage)
-            _write_json(config_path, {"driver": driver, "name": name, "config": config,
+            write_json(config_path, {"driver": driver, "name": name, "config": config,
                                       "storage": _redact(run.storage_url), "created": _now()})
             run.log(f"new run {name} (driver {driver})")
         run.plots_dir.mkdir(exist_ok=True)
@@ -528,7 +528,8 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()) + "Z"
 
 
-def _write_json(path: Path, data: Any) -> None:
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as indented JSON atomically (a temporary file, then a rename)."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)

@@ -38,7 +38,8 @@ PAIRED = {"chiral_motion": range(0, 8, 2), "shape_direction": range(0, 12, 2), "
 
 
 def test_class_lists() -> None:
-    assert [num_classes(t) for t in TASKS] == [6, 8, 12, 26]
+    assert [num_classes(t) for t in TASKS] == [6, 6, 8, 12, 26]
+    assert class_names("graded")[1] == "red-circle>blue-triangle>green-square"
     assert class_names("event_order")[:2] == ("red-green-blue", "red-blue-green")
     assert class_names("chiral_motion")[4:6] == ("rotate-ccw", "rotate-cw")
     assert class_names("shape_direction")[5] == "square-left"
@@ -98,6 +99,8 @@ def test_offset_range_and_clamping() -> None:
     ({"crop": 4}, "crop"),
     ({"offset": 30}, "offset"),       # 16 x 5 leaves offsets 0..20
     ({"label": True}, "label"),
+    ({"difficulty": 1.5}, "difficulty"),
+    ({"difficulty": "hard"}, "difficulty"),
 ])
 def test_bad_arguments_raise_value_error_naming_them(kwargs: dict, name: str) -> None:
     args = {"task": "event_order", "label": 0, "seed": 0, "frames": 16, "frame_stride": 5, "crop": 32}
@@ -105,6 +108,9 @@ def test_bad_arguments_raise_value_error_naming_them(kwargs: dict, name: str) ->
     offset = args.pop("offset", None)
     with pytest.raises(ValueError, match=f"^{name}: got .*; allowed: "):
         render_clip(**args, offset=offset)
+    if name != "task":
+        with pytest.raises(ValueError, match=f"^{name}: got .*; allowed: "):
+            render_clip(**{**args, "task": "graded"}, offset=offset)
 
 
 def test_dataset_argument_errors() -> None:
@@ -148,26 +154,36 @@ def test_reversal_with_explicit_mirrored_offset(pair: int, seed: int, frames: in
     assert np.array_equal(backward, forward[::-1])
 
 
+def _full_frame_render(layers: list, times: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """The reference renderer: every pixel of every frame, layer after layer, no boxes."""
+    crop = background.shape[0]
+    xs = synthetic._pixel_centres(crop)
+    canvas = np.broadcast_to(background * 255 + 0.5, (len(times), crop, crop, 3)).copy()
+    for tl in layers:
+        for shape in range(3):
+            k = np.nonzero(tl.visible[times] & (tl.shape[times] == shape))[0]
+            t = times[k]
+            dx = xs[None, None, :] - tl.cx[t][:, None, None]
+            dy = tl.cy[t][:, None, None] - xs[None, :, None]
+            alpha = np.clip(0.5 - synthetic._signed_distance(tl, t, shape, dx, dy) * crop, 0, 1)
+            fg = tl.colour[t][:, None, None, :] * 255 + 0.5
+            canvas[k] = canvas[k] + alpha[..., None] * (fg - canvas[k])
+    return canvas.astype(np.uint8)
+
+
 def test_box_rendering_equals_full_frame_rendering() -> None:
-    """The per-frame box the object is drawn in never clips it (checked against a full-frame render)."""
-    for sub, build in synthetic._BUILDERS.items():
+    """The per-frame box an object is drawn in never clips it (checked against a full-frame render),
+    for one-object tasks and for graded's layers (clutter, identities, companions)."""
+    builders = {**{sub: (lambda b: lambda rng, label: [b(rng, label)])(b) for sub, b in synthetic._BUILDERS.items()},
+                "graded": synthetic._graded}
+    for sub, build in builders.items():
         for label in range(num_classes(sub)):
             for seed, crop in [(0, 8), (1, 13), (2, 32)]:
-                tl = build(np.random.default_rng([seed, 9, 0]), label)
+                layers = build(np.random.default_rng([seed, 9, 0]), label)
                 background = synthetic._background(np.random.default_rng(seed), crop)
                 times = sample_times(24, 4, 0)
-                xs = synthetic._pixel_centres(crop)
-                bg = background * 255 + 0.5
-                expected = np.broadcast_to(bg.astype(np.uint8), (24, crop, crop, 3)).copy()
-                for shape in range(3):
-                    k = np.nonzero(tl.visible[times] & (tl.shape[times] == shape))[0]
-                    t = times[k]
-                    dx = xs[None, None, :] - tl.cx[t][:, None, None]
-                    dy = tl.cy[t][:, None, None] - xs[None, :, None]
-                    alpha = np.clip(0.5 - synthetic._signed_distance(tl, t, shape, dx, dy) * crop, 0, 1)
-                    fg = tl.colour[t][:, None, None, :] * 255 + 0.5
-                    expected[k] = (bg + alpha[..., None] * (fg - bg)).astype(np.uint8)
-                assert np.array_equal(synthetic._composite(tl, times, background), expected)
+                expected = _full_frame_render(layers, times, background)
+                assert np.array_equal(synthetic._composite(layers, times, background), expected)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -359,3 +375,74 @@ def test_direction_is_learnable_from_time_but_not_from_the_frame_average() -> No
                              np.stack([average(c) for c in eval_clips]))
     assert np.array_equal(pred[0::2], pred[1::2])                   # right == left, down == up
     assert (pred == eval_dir).mean() <= ORDERLESS_CEILING["shape_direction"]
+
+
+# ------------------------------------------------------------------------------------------------
+# graded: event order of three identities, with per-clip difficulty on every X3D axis
+
+
+def _graded_layers(seed: int, label: int = 0, difficulty: float = 1.0) -> list:
+    return synthetic._graded(np.random.default_rng([seed, synthetic._STREAM["graded"], 0]), label, difficulty)
+
+
+def _identities(layers: list) -> list:
+    """The three identity layers (un-notched, shapes 0, 1, 2), in identity order."""
+    return [tl for tl in layers if not tl.notched]
+
+
+def test_graded_classes_permute_one_frame_multiset_and_average() -> None:
+    """Clutter and companions included, at source resolution the six classes of a seed show the same
+    frames in different orders, so their integer frame sums are equal: an order-blind model is at chance."""
+    assert ORDERLESS_CEILING["graded"] == pytest.approx(1 / 6)
+    for seed in range(6):
+        clips = [render_clip("graded", label, seed, EVENT_FRAMES, 1, 20, offset=0) for label in range(6)]
+        reference = _frame_multiset(clips[0])
+        for clip in clips[1:]:
+            assert _frame_multiset(clip) == reference
+            assert np.array_equal(clip.sum(0, dtype=np.int64), clips[0].sum(0, dtype=np.int64))
+            assert not np.array_equal(clip, clips[0])
+
+
+def test_graded_label_only_orders_the_identities() -> None:
+    for seed in range(10):
+        for label in range(6):
+            ids = _identities(_graded_layers(seed, label))
+            starts = [int(np.argmax(tl.visible)) for tl in ids]
+            assert list(np.argsort(starts)) == list(synthetic._ORDERS[label])
+            assert [int(tl.shape[0]) for tl in ids] == [0, 1, 2]
+
+
+def test_graded_difficulty_zero_is_the_easy_end() -> None:
+    for seed in range(10):
+        layers = _graded_layers(seed, difficulty=0.0)
+        assert len(layers) == 3                                      # no clutter, no companions
+        for tl in layers:
+            assert tl.visible.sum() == synthetic._GRADED_LONGEST
+            assert tl.r[0] == pytest.approx(synthetic._GRADED_LARGEST)
+
+
+def _seen(tl, frames: int, stride: int, offset: int) -> bool:
+    return bool(tl.visible[sample_times(frames, stride, offset)].any())
+
+
+def test_graded_every_axis_changes_what_can_be_seen() -> None:
+    """Over 300 clips at difficulty 1: a finer stride over the same span sees more brief identities
+    (X-Fast), a longer span at the same stride sees more of them (X-Temporal), objects range down to a
+    few pixels at a low crop (X-Spatial), and most clips carry clutter (capacity)."""
+    fast = slow = long = short = 0
+    small, clutter = [], 0
+    for seed in range(300):
+        layers = _graded_layers(seed, seed % 6)
+        ids = _identities(layers)
+        fast += sum(_seen(tl, 32, 3, 0) for tl in ids)               # 32 x 3: span 94
+        slow += sum(_seen(tl, 8, 12, 0) for tl in ids)               # 8 x 12: span 85
+        lo, hi = offset_range(4, 6)
+        offset = lo + seed % (hi - lo + 1)
+        short += sum(_seen(tl, 4, 6, offset) for tl in ids)          # 4 x 6: span 19
+        long += sum(_seen(tl, 16, 6, 0) for tl in ids)               # 16 x 6: span 91
+        small += [float(tl.r[0]) for tl in ids]
+        clutter += len(layers) > 3
+    assert fast > 1.25 * slow and fast >= 0.95 * 900
+    assert long > 2 * short
+    assert min(small) < 0.05 and max(small) > 0.12                    # radius 0.05 of 17 px < 1 px
+    assert clutter > 150

@@ -11,6 +11,7 @@ import argparse
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
+from nas.data.synthetic import DEFAULT_TASK, TASKS
 from nas.errors import UsageError
 from nas.proxy import Proxy, TrialResult
 from nas.commands.argtypes import fraction as _fraction
@@ -77,7 +78,7 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula:
     g.add_argument("--steps", type=_positive_int, help="optimiser steps per candidate")
     g.add_argument("--batch-size", type=_positive_int, help="clips per step")
     g.add_argument("--size-scale", type=_fraction, help="train at this fraction of each candidate's crop")
-    g.add_argument("--task", help="synthetic task: mixed, event_order, chiral_motion, shape_direction")
+    g.add_argument("--task", help="synthetic task: " + ", ".join(TASKS) + f" (default {DEFAULT_TASK})")
     g.add_argument("--lr", type=float, help="peak learning rate")
     g.add_argument("--train-clips", type=_positive_int, help="synthetic training clips")
     g.add_argument("--val-clips", type=_positive_int, help="synthetic validation clips")

@@ -15,6 +15,7 @@ import time
 from typing import Any
 
 from nas.errors import UsageError
+from nas.data.synthetic import DEFAULT_TASK
 from nas.proxy import Proxy
 
 __all__ = ["register", "cmd_expand", "DEFAULT_PROXY"]
@@ -26,7 +27,7 @@ __all__ = ["register", "cmd_expand", "DEFAULT_PROXY"]
 # a smoke-scale default that exercises the whole search; meaningful accuracies need --steps in the
 # hundreds (GPUs) -- the README's full-scale recipe.
 DEFAULT_PROXY = Proxy(steps=40, batch_size=8, size_scale=0.25, train_clips=192, val_clips=96,
-                      task="event_order", warmup_steps=8, checkpoint_every=0)
+                      task=DEFAULT_TASK, warmup_steps=8, checkpoint_every=0)
 
 
 def _number(name: str):

@@ -68,7 +68,7 @@ from pathlib import Path
 import numpy as np
 
 __all__ = [
-    "EVENT_FRAMES", "MIN_SEGMENT", "ORDERLESS_CEILING", "SOURCE_FPS", "TASKS", "SyntheticVideo",
+    "DEFAULT_TASK", "EVENT_FRAMES", "MIN_SEGMENT", "ORDERLESS_CEILING", "SOURCE_FPS", "TASKS", "SyntheticVideo",
     "class_names", "contact_sheet", "num_classes", "offset_range", "render_clip", "sample_times", "write_png",
 ]
 
@@ -76,7 +76,8 @@ EVENT_FRAMES = 96
 SOURCE_FPS = 30
 MIN_SEGMENT = 16
 _MARGIN = 8          # event_order: least blank lead-in / lead-out, source frames
-TASKS = ("event_order", "chiral_motion", "shape_direction", "mixed")
+TASKS = ("graded", "event_order", "chiral_motion", "shape_direction", "mixed")
+DEFAULT_TASK = "graded"
 
 _COLOUR_NAMES = ("red", "green", "blue")
 _ORDERS = tuple(itertools.permutations(range(3)))
@@ -89,9 +90,11 @@ _CLASS_NAMES: dict[str, tuple[str, ...]] = {
     "shape_direction": tuple(f"{s}-{d}" for s in _SHAPES for d in _DIRECTIONS),
 }
 _SUBTASKS = ("event_order", "chiral_motion", "shape_direction")
+_IDENTITIES = ("red-circle", "green-square", "blue-triangle")
+_CLASS_NAMES["graded"] = tuple(">".join(_IDENTITIES[i] for i in order) for order in _ORDERS)
 _CLASS_NAMES["mixed"] = tuple(f"{t}/{n}" for t in _SUBTASKS for n in _CLASS_NAMES[t])
 
-ORDERLESS_CEILING = {"event_order": 1 / 6, "chiral_motion": 1 / 2, "shape_direction": 1 / 2,
+ORDERLESS_CEILING = {"graded": 1 / 6, "event_order": 1 / 6, "chiral_motion": 1 / 2, "shape_direction": 1 / 2,
                      "mixed": (6 * (1 / 6) + 8 * (1 / 2) + 12 * (1 / 2)) / 26}
 
 # Shape geometry relative to the object's size r (the radius of the equal-area circle), so size
@@ -279,8 +282,74 @@ def _shape_direction(rng: np.random.Generator, label: int) -> _Timeline:
     return tl.reversed() if direction % 2 else tl
 
 
+# graded: the ranges each nuisance is drawn from at difficulty 1 (at difficulty 0 every range shrinks to
+# its easy end: long, large, saturated, uncluttered). Durations are log-uniform, so brief objects (that a
+# coarse frame stride misses) are as common as long ones; sizes too (small objects fade into a few
+# anti-aliased pixels at a low crop).
+_GRADED_LONGEST, _GRADED_BRIEFEST = 18, 2       # source frames an identity stays visible
+_GRADED_LARGEST, _GRADED_SMALLEST = 0.14, 0.04  # equal-area radius, fraction of the crop
+_GRADED_LEAST_SATURATION = 0.2                  # colour = grey + s (hue - grey): at 0.2 the hues nearly merge
+_GRADED_GREY = 0.75
+_GRADED_MIN_GAP = 2
+
+
+def _lerp_log(rng: np.random.Generator, easy: float, hard: float, difficulty: float, size: int) -> np.ndarray:
+    """Log-uniform draws between ``easy`` and the point ``difficulty`` of the way to ``hard``."""
+    far = easy * (hard / easy) ** difficulty
+    lo, hi = sorted((math.log(easy), math.log(far)))
+    return np.exp(rng.uniform(lo, hi, size=size))
+
+
+def _graded(rng: np.random.Generator, label: int, difficulty: float = 1.0) -> list[_Timeline]:
+    """The layers of one ``graded`` clip (drawn bottom first): static clutter, then three identities and
+    their companions. Everything is drawn per identity in identity order, before the label is used; the
+    label only decides which identity fills which time slot, so the classes of one seed permute the
+    same segments (as in ``event_order``)."""
+    d = difficulty
+    lengths = np.maximum(1, np.round(_lerp_log(rng, _GRADED_LONGEST, _GRADED_BRIEFEST, d, 3))).astype(int)
+    sizes = _lerp_log(rng, _GRADED_LARGEST, _GRADED_SMALLEST, d, 3)
+    angles = rng.uniform(0, 2 * np.pi, size=3)
+    centres = [rng.uniform(_EXTENT * r, 1 - _EXTENT * r, size=2) for r in sizes]
+    saturation = rng.uniform(1 - (1 - _GRADED_LEAST_SATURATION) * d, 1.0)
+    hues = np.clip(_RGB + rng.uniform(-_COLOUR_JITTER, _COLOUR_JITTER, size=(3, 3)), 0, 1)
+    colours = _GRADED_GREY + saturation * (hues - _GRADED_GREY)
+    # companions: a notched object of any hue that shares an identity's segment (so the classes still
+    # permute the same frames), with probability difficulty / 2 per identity
+    companion = [rng.random() < d / 2 for _ in range(3)]
+    companions = [_clutter_object(rng, d, saturation) for _ in range(3)]
+    static = [_clutter_object(rng, d, saturation) for _ in range(int(rng.integers(0, 1 + round(2 * d))))]
+    # blanks: >= _MARGIN before and after, >= _GRADED_MIN_GAP between objects, the rest spread at random,
+    # so the three objects may lie anywhere on the timeline (a short clip sees some of them)
+    free = EVENT_FRAMES - int(lengths.sum()) - 2 * _MARGIN - 2 * _GRADED_MIN_GAP
+    extra = np.floor(rng.dirichlet(np.ones(4)) * free).astype(int)
+    gaps = [_MARGIN + extra[0], _GRADED_MIN_GAP + extra[1], _GRADED_MIN_GAP + extra[2]]
+
+    visible = np.zeros((3, EVENT_FRAMES), bool)
+    t = 0
+    for slot, identity in enumerate(_ORDERS[label]):
+        t += int(gaps[slot])
+        visible[identity, t:t + lengths[identity]] = True
+        t += int(lengths[identity])
+    layers = [_timeline(cx, cy, r, a, shape, True, colour, notched=True) for cx, cy, r, a, shape, colour in static]
+    for i in range(3):
+        layers.append(_timeline(*centres[i], sizes[i], angles[i], i, visible[i], colours[i], notched=False))
+        if companion[i]:
+            cx, cy, r, a, shape, colour = companions[i]
+            layers.append(_timeline(cx, cy, r, a, shape, visible[i], colour, notched=True))
+    return layers
+
+
+def _clutter_object(rng: np.random.Generator, difficulty: float, saturation: float) -> tuple:
+    """A notched object of random hue, size, place and angle: ``(cx, cy, r, angle, shape, colour)``."""
+    r = float(_lerp_log(rng, _GRADED_LARGEST, _GRADED_SMALLEST, difficulty, 1)[0])
+    cx, cy = rng.uniform(_EXTENT * r, 1 - _EXTENT * r, size=2)
+    colour = _GRADED_GREY + saturation * (_hsv_colour(rng) - _GRADED_GREY)
+    return cx, cy, r, rng.uniform(0, 2 * np.pi), int(rng.integers(0, 3)), colour
+
+
 _BUILDERS = {"event_order": _event_order, "chiral_motion": _chiral_motion, "shape_direction": _shape_direction}
 _STREAM = {name: i for i, name in enumerate(_SUBTASKS)}
+_STREAM["graded"] = len(_SUBTASKS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -346,18 +415,27 @@ def _signed_distance(tl: _Timeline, t: np.ndarray, shape: int, dx: np.ndarray, d
     return dist
 
 
-def _composite(tl: _Timeline, times: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Draw the object over ``background`` at each of ``times``: uint8 (T, crop, crop, 3).
+def _composite(layers: list[_Timeline], times: np.ndarray, background: np.ndarray) -> np.ndarray:
+    """Draw the objects of ``layers`` (first is bottom) over ``background`` at each of ``times``:
+    uint8 (T, crop, crop, 3).
 
     Coverage is ``clip(0.5 - distance / pixel, 0, 1)``, a one-pixel linear ramp across the edge
     (analytic anti-aliasing, no supersampling). It is only evaluated in a per-frame box around the
     object (all boxes of a shape the same size, so frames stay vectorised); outside it is exactly 0.
+    Blending happens on a float canvas, rounded once at the end.
     """
-    crop = background.shape[0]
-    xs = _pixel_centres(crop)
     # +0.5 folded into both blend ends, so the uint8 cast (truncation) rounds to nearest
     bg = background * 255 + 0.5
-    out = np.broadcast_to(bg.astype(np.uint8), (len(times),) + bg.shape).copy()
+    canvas = np.broadcast_to(bg, (len(times),) + bg.shape).copy()
+    for tl in layers:
+        _draw(tl, times, canvas)
+    return canvas.astype(np.uint8)
+
+
+def _draw(tl: _Timeline, times: np.ndarray, canvas: np.ndarray) -> None:
+    """Blend one object into ``canvas`` (float (T, crop, crop, 3), in place) at each of ``times``."""
+    crop = canvas.shape[1]
+    xs = _pixel_centres(crop)
     shapes = tl.shape[times]
     for shape in range(len(_SHAPES)):
         k = np.nonzero(tl.visible[times] & (shapes == shape))[0]
@@ -374,14 +452,14 @@ def _composite(tl: _Timeline, times: np.ndarray, background: np.ndarray) -> np.n
         dx = xs[cols] - tl.cx[t][:, None, None]
         dy = tl.cy[t][:, None, None] - xs[rows]                    # y up
         alpha = np.clip(0.5 - _signed_distance(tl, t, shape, dx, dy) * crop, 0, 1)[..., None]
-        under = bg[rows, cols]                                     # (n, B, B, 3)
+        index = (k[:, None, None], rows, cols)
+        under = canvas[index]                                      # (n, B, B, 3)
         fg = tl.colour[t][:, None, None, :] * 255 + 0.5
-        out[k[:, None, None], rows, cols] = (under + alpha * (fg - under)).astype(np.uint8)
-    return out
+        canvas[index] = under + alpha * (fg - under)
 
 
 def render_clip(task: str, label: int, seed: int, frames: int, frame_stride: int, crop: int,
-                *, offset: int | None = None) -> np.ndarray:
+                *, offset: int | None = None, difficulty: float = 1.0) -> np.ndarray:
     """Render one clip of ``task`` / ``label`` from nuisance draw ``seed``.
 
     Args:
@@ -393,6 +471,8 @@ def render_clip(task: str, label: int, seed: int, frames: int, frame_stride: int
         crop: output height and width in pixels (8 to 1024).
         offset: source frame of the first sample, in :func:`offset_range`; ``None`` draws it from
             ``seed`` (mirrored for the odd class of a reversal pair, so the pair is exactly reversed).
+        difficulty: ``graded`` only: how far each nuisance range reaches from its easy end (0: long,
+            large, saturated objects and no clutter; 1, the default: the ranges of the module docstring).
 
     Returns:
         uint8 array ``(frames, crop, crop, 3)``.
@@ -404,6 +484,7 @@ def render_clip(task: str, label: int, seed: int, frames: int, frame_stride: int
     label = _check_int("label", label, 0, num_classes(task) - 1)
     seed = _check_int("seed", seed, 0)
     crop = _check_int("crop", crop, 8, 1024)
+    difficulty = _check_difficulty(difficulty)
     lo, hi = offset_range(frames, frame_stride)
     sub = task
     if task == "mixed":
@@ -411,7 +492,7 @@ def render_clip(task: str, label: int, seed: int, frames: int, frame_stride: int
             if label < num_classes(sub):
                 break
             label -= num_classes(sub)
-    reversed_class = sub != "event_order" and label % 2 == 1
+    reversed_class = sub not in ("event_order", "graded") and label % 2 == 1
     if offset is None:
         draw = np.random.default_rng([seed, _STREAM[sub], 1])
         offset = lo + min(int(draw.random() * (hi - lo + 1)), hi - lo)
@@ -420,9 +501,17 @@ def render_clip(task: str, label: int, seed: int, frames: int, frame_stride: int
     else:
         offset = _check_int("offset", offset, lo, hi)
 
-    tl = _BUILDERS[sub](np.random.default_rng([seed, _STREAM[sub], 0]), label)
+    nuisance = np.random.default_rng([seed, _STREAM[sub], 0])
+    layers = _graded(nuisance, label, difficulty) if sub == "graded" else [_BUILDERS[sub](nuisance, label)]
     background = _background(np.random.default_rng([seed, _STREAM[sub], 2]), crop)
-    return _composite(tl, sample_times(frames, frame_stride, offset), background)
+    return _composite(layers, sample_times(frames, frame_stride, offset), background)
+
+
+def _check_difficulty(value: object) -> float:
+    ok = isinstance(value, (int, float, np.floating)) and not isinstance(value, bool) and 0 <= value <= 1
+    if not ok:
+        raise _fail("difficulty", value, "a number in [0, 1]")
+    return float(value)
 
 
 # --------------------------------------------------------------------------------------------
@@ -449,14 +538,16 @@ class SyntheticVideo:
         frame_stride: source frames between samples.
         crop: height and width in pixels.
         seed: dataset seed (non-negative).
+        difficulty: ``graded`` only, see :func:`render_clip`.
 
     Raises:
         ValueError: an argument is out of range.
     """
 
     def __init__(self, task: str = "mixed", split: str = "train", size: int = 1000, frames: int = 16,
-                 frame_stride: int = 5, crop: int = 64, seed: int = 0) -> None:
+                 frame_stride: int = 5, crop: int = 64, seed: int = 0, difficulty: float = 1.0) -> None:
         self.task = _check_task(task)
+        self.difficulty = _check_difficulty(difficulty)
         if split not in _SPLITS:
             raise _fail("split", split, "'train' or 'val'")
         self.split = split
@@ -497,7 +588,8 @@ class SyntheticVideo:
 
     def __getitem__(self, i: int) -> tuple[np.ndarray, int]:
         label = self.label(i)
-        clip = render_clip(self.task, label, self.clip_seed(i), self.frames, self.frame_stride, self.crop)
+        clip = render_clip(self.task, label, self.clip_seed(i), self.frames, self.frame_stride, self.crop,
+                           difficulty=self.difficulty)
         return clip, label
 
     def _index(self, i: int) -> int:
@@ -509,7 +601,7 @@ class SyntheticVideo:
 
     def __repr__(self) -> str:
         return (f"SyntheticVideo(task={self.task!r}, split={self.split!r}, size={self.size}, frames={self.frames}, "
-                f"frame_stride={self.frame_stride}, crop={self.crop}, seed={self.seed})")
+                f"frame_stride={self.frame_stride}, crop={self.crop}, seed={self.seed}, difficulty={self.difficulty})")
 
 
 # --------------------------------------------------------------------------------------------

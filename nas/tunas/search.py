@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from nas.cost import GFLOPS_NOTE
+from nas.data.synthetic import DEFAULT_TASK
 from nas.dsl.arch import Arch
 from nas.dsl.space import Space
 from nas.families.movinet import resolve
@@ -93,7 +94,7 @@ class SearchConfig:
     beta: float = -0.10
     reward: str = "abs"
     warmup_fraction: float = 0.25
-    task: str = "event_order"
+    task: str = DEFAULT_TASK
     train_clips: int = 512
     heldout_clips: int = 256
     seed: int = 0

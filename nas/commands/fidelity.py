@@ -1,0 +1,196 @@
+"""``xnas fidelity RUN_DIR``: audit a finished run's decisions against a reference evaluation.
+
+Re-evaluates some of the run's architectures (``--sample N``, default all up to 24; for an expansion
+run whole steps, ``--expand-steps 1,2,3``, each with its parent) under a *reference* evaluator set by
+the shared run options (``--steps --size-scale --batch-size --task --data --evaluator --formula
+--executor ...``; default: the default proxy budget, which is longer than any driver's), then compares
+the run's own scores with the reference's: Kendall tau-b and Spearman rho with 90 % bootstrap
+intervals, GFLOPs as a baseline predictor, and for an expansion run, per step, tau within the step's
+candidates and whether the reference would accept the axis the run accepted.
+
+The reference trials form a run of their own inside the audited one, ``RUN_DIR/fidelity/`` (another
+``--name`` gives another folder), with the same cache, results table and Optuna study as every run:
+killed and rerun, it redoes no finished reference training, and a later audit with another
+``--sample`` reuses every reference result it already has. Outputs: ``fidelity.json``,
+``fidelity.csv`` and ``plots/fidelity.png`` in that folder.
+
+``--steps`` is the reference proxy's optimiser steps, as in every run command; expansion steps are
+chosen with ``--expand-steps``.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from nas.commands._run_options import add_run_arguments, open_run, proxy_from_args
+from nas.cost import GFLOPS_NOTE
+from nas.errors import UsageError
+from nas.proxy import Proxy
+
+__all__ = ["register", "cmd_fidelity", "DEFAULT_REFERENCE", "DEFAULT_SAMPLE"]
+
+# The reference budget: the default proxy (1500 steps x 16 clips, the graded task), 25x the 40-step
+# smoke budget of xnas sample / expand.
+DEFAULT_REFERENCE = Proxy()
+DEFAULT_SAMPLE = 24
+
+
+def _step_list(text: str) -> list[int]:
+    try:
+        steps = [int(t) for t in text.split(",") if t.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated step numbers like 1,2,3, got {text!r}") from None
+    if not steps or any(s < 1 for s in steps):
+        raise argparse.ArgumentTypeError(f"expected comma-separated step numbers >= 1, got {text!r}")
+    return sorted(set(steps))
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
+def register(subparsers: Any) -> None:
+    """Add ``xnas fidelity`` to the CLI."""
+    p = subparsers.add_parser("fidelity", help="audit a run: its scores against a reference evaluation (Kendall tau)",
+                              description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (runs/<name>) of expand, sample or search")
+    p.add_argument("--sample", type=_positive, default=DEFAULT_SAMPLE,
+                   help=f"audit at most this many architectures, drawn at random with --seed (default {DEFAULT_SAMPLE}); "
+                   "for an expand run: the first steps that fit")
+    p.add_argument("--expand-steps", type=_step_list, help="expand runs: audit these steps (e.g. 1,2,3), each with its parent")
+    p.add_argument("--metric", choices=("top1", "loss"), default="top1",
+                   help="rank by validation top-1 (default) or validation loss (lower is better)")
+    p.add_argument("--json", action="store_true", help="print fidelity.json instead of the summary")
+    add_run_arguments(p, proxy=DEFAULT_REFERENCE)
+    p.set_defaults(func=cmd_fidelity)
+
+
+def _read_audited(run_dir: Path) -> tuple[str, dict[str, Any], list[dict[str, str]]]:
+    from nas.runs import read_results
+
+    results, config = run_dir / "results.csv", run_dir / "config.json"
+    if not results.is_file() or not config.is_file():
+        raise UsageError(f"RUN_DIR: got {str(run_dir)!r}; allowed: a run folder with config.json and results.csv "
+                         "(runs/<name>)")
+    stored = json.loads(config.read_text())
+    driver = stored.get("driver", "")
+    if driver == "fidelity":
+        raise UsageError(f"RUN_DIR: got {str(run_dir)!r}, an audit; allowed: the run it audits")
+    return driver, stored.get("config", {}), read_results(results)
+
+
+def _expansion_path(run_dir: Path, rows: list[dict[str, str]]) -> tuple[dict[int, str], dict[int, str]]:
+    """step -> accepted axis, and step -> hash of the step's parent, from ``trajectory.csv``."""
+    accepted: dict[int, str] = {}
+    accepted_hash: dict[int, str] = {}
+    path = run_dir / "trajectory.csv"
+    if path.is_file():
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                if row.get("chosen") == "1" and row.get("role") in ("start", "candidate"):
+                    step = int(row["step"])
+                    accepted[step] = row.get("axis", "")
+                    accepted_hash[step] = row.get("arch_hash", "")
+    parents = {s: accepted_hash[s - 1] for s in accepted_hash if s - 1 in accepted_hash}
+    return {s: a for s, a in accepted.items() if s > 0}, parents
+
+
+def cmd_fidelity(args: argparse.Namespace) -> int:
+    """Audit RUN_DIR (see the module docstring)."""
+    from nas.dsl.arch import Arch
+    from nas.fidelity import FidelityError, Pair, build_report, select_rows, write_report
+
+    run_dir = Path(args.run_dir)
+    driver, audited_config, rows = _read_audited(run_dir)
+    accepted, parents = _expansion_path(run_dir, rows) if driver == "expand" else ({}, {})
+    if args.expand_steps and driver != "expand":
+        raise UsageError(f"--expand-steps: given for a {driver!r} run; allowed: only for expand runs")
+    try:
+        chosen = select_rows(rows, driver, sample=args.sample, steps=args.expand_steps, parents=parents, seed=args.seed)
+    except FidelityError as err:
+        raise UsageError(str(err)) from None
+    archs = [Arch.load(run_dir / r["arch_path"]) for r in chosen]
+
+    args.runs_dir = str(run_dir)
+    args.name = args.name or "fidelity"
+    run, evaluator = open_run(args, driver="fidelity", config={"audited_driver": driver})
+    try:
+        tags = []
+        for r in chosen:
+            t = json.loads(r["tags"]) if r["tags"] else {}
+            tags.append({"driver": "fidelity", "step": t.get("step", ""), "axis": t.get("axis", ""),
+                         "role": t.get("role", ""), "audited_trial": r["trial"]})
+        run.log(f"auditing {len(archs)} architecture(s) of {driver} run {run_dir}")
+        results = evaluator.evaluate(archs, tags)
+    finally:
+        run.close()
+
+    loss_metric = args.metric == "loss"
+    pairs = []
+    for r, tag, res in zip(chosen, tags, results):
+        ok = res.status == "ok"
+        pairs.append(Pair(
+            hash=r["hash"], name=r["name"], gflops=float(r["gflops"]),
+            run_score=float(r["loss"] if loss_metric else r["top1"]),
+            reference_score=(res.loss if loss_metric else res.top1) if ok else float("nan"),
+            run_loss=float(r["loss"]), reference_loss=res.loss if ok else float("nan"),
+            step=int(tag["step"]) if str(tag["step"]) != "" else None, axis=tag["axis"], role=tag["role"],
+            reference_status=res.status))
+    proxy = proxy_from_args(args, DEFAULT_REFERENCE)
+    formula = args.evaluator == "formula"
+    reference = {"evaluator": f"formula:{args.formula}" if formula else "proxy",
+                 "proxy": None if formula else proxy.to_dict(), "data": None if formula else args.data,
+                 "seed": args.seed, "folder": str(run.dir)}
+    try:
+        report = build_report(str(run_dir), driver, args.metric, reference, pairs, accepted=accepted,
+                              parents=parents, criterion=audited_config.get("criterion", "gain-per-log-cost"),
+                              val_clips=None if formula else proxy.val_clips)
+    except FidelityError as err:
+        raise UsageError(str(err)) from None
+    paths = write_report(report, run.dir)
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+        return 0
+    print(_summary(report, paths))
+    sys.stdout.flush()
+    return 0
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:+.2f}"
+
+
+def _summary(report: Any, paths: dict[str, Path]) -> str:
+    a = report.agreement
+    ci = a["ci90"]
+    failed = sum(1 for p in report.pairs if p.reference_status != "ok")
+    lines = [f"fidelity of {report.driver} run {report.run_dir} ({report.metric}; reference: "
+             f"{report.reference['evaluator']}, audit folder {report.reference['folder']})",
+             f"  n = {a['n']} architectures" + (f" ({failed} reference trial(s) failed, left out)" if failed else ""),
+             f"  Kendall tau-b  {_fmt(a['kendall_tau'])}  90 % CI [{_fmt(ci['kendall_tau'][0])}, {_fmt(ci['kendall_tau'][1])}]",
+             f"  Spearman rho   {_fmt(a['spearman_rho'])}  90 % CI [{_fmt(ci['spearman_rho'][0])}, {_fmt(ci['spearman_rho'][1])}]"]
+    g = report.gflops_agreement
+    if g is not None:
+        lines.append(f"  GFLOPs as the predictor instead: tau-b {_fmt(g['kendall_tau'])}, rho {_fmt(g['spearman_rho'])}")
+    if report.reference_se is not None:
+        lines.append(f"  reference top-1 standard error: at most {report.reference_se:.2f} points "
+                     f"({report.reference['proxy']['val_clips']} validation clips)")
+    if report.steps:
+        lines.append("  expansion steps: tau within the step's candidates; the axis the run accepted vs the reference's")
+        for s in report.steps:
+            verdict = {True: "same", False: "differs", None: "-"}[s.agree]
+            lines.append(f"    step {s.step}: n={s.n} tau {_fmt(s.kendall_tau)}  run {s.run_choice or '-':<12} "
+                         f"reference {s.reference_choice or '-':<12} {verdict}" + (f"  ({s.note})" if s.note else ""))
+    lines += [f"  wrote {paths['json']}, {paths['csv']}, {paths['plot']}", f"  {GFLOPS_NOTE}"]
+    return "\n".join(lines)
