@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import time
 from pathlib import Path
@@ -32,30 +31,12 @@ import torch
 
 import nas
 import nas.train
+from nas.fidelity import kendall_tau_b  # the project's one implementation (xnas fidelity)
 from nas.families.movinet import resolve
 from nas.proxy import Proxy
 from nas.tunas.controller import Controller
 from nas.tunas.search import SearchConfig, _Data, _lr_factor, supernet_loss
 from nas.tunas.supernet import Path as NetPath, Supernet
-
-
-def kendall_tau_b(a: list[float], b: list[float]) -> float:
-    """Kendall's tau-b (ties in either list handled)."""
-    concordant = discordant = ties_a = ties_b = 0
-    for i, j in itertools.combinations(range(len(a)), 2):
-        da, db = a[i] - a[j], b[i] - b[j]
-        if da == 0 and db == 0:
-            continue
-        if da == 0:
-            ties_a += 1
-        elif db == 0:
-            ties_b += 1
-        elif (da > 0) == (db > 0):
-            concordant += 1
-        else:
-            discordant += 1
-    denom = ((concordant + discordant + ties_a) * (concordant + discordant + ties_b)) ** 0.5
-    return (concordant - discordant) / denom if denom else float("nan")
 
 
 def _load(search_dir: str) -> tuple[dict, SearchConfig]:

@@ -15,8 +15,26 @@ all 96), and the crop decides the spatial detail (edges are anti-aliased analyti
 distance, so small crops blur rather than alias). Sample times outside the event are clamped: frames
 before or after it show the static first or last state.
 
-**Tasks** (label ranges are disjoint in ``mixed``, the default: 0-5, 6-13, 14-25):
+**Tasks** (label ranges are disjoint in ``mixed``: 0-5, 6-13, 14-25):
 
+* ``graded`` (6 classes, the proxy's default; pure temporal, *graded* difficulty): three identities
+  (a red circle, a green square, a blue triangle) appear one at a time at one place; the class is
+  their order, ``>``-joined (``red-circle>green-square>blue-triangle``, ... in ``permutations``
+  order), as in ``event_order``. Every clip draws its own level in ``[0, difficulty]`` (default
+  ``difficulty=1``) and every nuisance range reaches that far from its easy end, so each X3D axis
+  pays off on some fraction of the clips:
+
+  - *span* (X-Temporal): the event lasts 28 to 84 source frames, anywhere on the timeline, so a short
+    clip sees all of a compact event but only part of a spread one;
+  - *frame rate* (X-Fast): identities stay 3 source frames (brief: a stride of 12 misses most) up to a
+    third of the event;
+  - *detail* (X-Spatial): radius 0.15 down to 0.05 of the crop (under a pixel at 17 px), colours from
+    saturated down to 25 % saturation, where the three hues nearly merge and the shape tells them apart;
+  - *capacity*: companions (notched objects of any hue elsewhere, during an identity's segment, with
+    probability level / 3 each) and 0-1 static notched objects.
+
+  The easiest clips (a compact 28-frame event of 8-frame, large, saturated objects) are what lets a
+  short proxy leave its plateau. Rendering costs about 2 ms a clip at 17-64 px and 6 ms at 160 px.
 * ``event_order`` (6 classes, pure temporal): a red, a green and a blue object appear one at a time
   at one place; the class is the colour order, in ``itertools.permutations`` order:
   ``red-green-blue, red-blue-green, green-red-blue, green-blue-red, blue-red-green, blue-green-red``.
@@ -41,13 +59,13 @@ before or after it show the static first or last state.
   ``render_clip(task, 2k, s, ...)[::-1]`` exactly (the odd class samples the mirrored offset
   ``lo + hi - o``; see :func:`offset_range`). So the multiset of frames carries no label
   information within a pair.
-* ``event_order``: at ``frames=EVENT_FRAMES, frame_stride=1, offset=0`` the six classes of one seed
+* ``event_order`` and ``graded``: at ``frames=EVENT_FRAMES, frame_stride=1, offset=0`` the six classes of one seed
   are permutations of the same multiset of frames (a colour keeps its duration and appearance; only
   the order of the segments changes). Strided clips keep it up to where samples fall (+-1 frame
   per object), and the blank margins keep windows shorter than the event from cutting the first or
   last object more than the middle one (a colour-count probe at 16 x 5 stays at chance).
 * Frame-average (any order-invariant) classifiers are therefore capped at ``ORDERLESS_CEILING``:
-  chance (1/6) on ``event_order``, the pair (1/2) on ``chiral_motion``, shape and axis (1/2) on
+  chance (1/6) on ``graded`` and ``event_order``, the pair (1/2) on ``chiral_motion``, shape and axis (1/2) on
   ``shape_direction``, and 11/26 on ``mixed``. A single frame shows no label beyond that, except
   through *where* it falls in the clip (an object left of centre in frame 0 hints "move-right"),
   which is temporal information.
@@ -282,47 +300,63 @@ def _shape_direction(rng: np.random.Generator, label: int) -> _Timeline:
     return tl.reversed() if direction % 2 else tl
 
 
-# graded: the ranges each nuisance is drawn from at difficulty 1 (at difficulty 0 every range shrinks to
-# its easy end: long, large, saturated, uncluttered). Durations are log-uniform, so brief objects (that a
-# coarse frame stride misses) are as common as long ones; sizes too (small objects fade into a few
-# anti-aliased pixels at a low crop).
-_GRADED_LONGEST, _GRADED_BRIEFEST = 18, 2       # source frames an identity stays visible
-_GRADED_LARGEST, _GRADED_SMALLEST = 0.14, 0.04  # equal-area radius, fraction of the crop
-_GRADED_LEAST_SATURATION = 0.2                  # colour = grey + s (hue - grey): at 0.2 the hues nearly merge
+# graded: the ranges each nuisance is drawn from at level 1 (at level 0 every range is at its easy end:
+# a compact event of long, large, saturated objects without clutter). Spans, durations and sizes are
+# log-uniform, so brief objects (that a coarse frame stride misses) are as common as long ones, and
+# small ones (a few anti-aliased pixels at a low crop, where a desaturated identity is told by its
+# shape alone) as large.
+_GRADED_SPAN = (28, 84)                          # source frames from the first identity's onset to the last's end
+_GRADED_BRIEFEST = 3                             # source frames an identity stays visible, at the hard end
+_GRADED_LARGEST, _GRADED_SMALLEST = 0.15, 0.05   # equal-area radius, fraction of the crop
+_GRADED_LEAST_SATURATION = 0.25                  # colour = grey + s (hue - grey): at 0.25 the hues nearly merge
 _GRADED_GREY = 0.75
 _GRADED_MIN_GAP = 2
+_GRADED_MARGIN = 6                               # blank source frames before and after the event, at least
 
 
-def _lerp_log(rng: np.random.Generator, easy: float, hard: float, difficulty: float, size: int) -> np.ndarray:
-    """Log-uniform draws between ``easy`` and the point ``difficulty`` of the way to ``hard``."""
-    far = easy * (hard / easy) ** difficulty
+def _lerp_log(rng: np.random.Generator, easy: float, hard: float, level: float, size: int) -> np.ndarray:
+    """Log-uniform draws between ``easy`` and the point ``level`` of the way to ``hard``."""
+    far = easy * (hard / easy) ** level
     lo, hi = sorted((math.log(easy), math.log(far)))
     return np.exp(rng.uniform(lo, hi, size=size))
 
 
 def _graded(rng: np.random.Generator, label: int, difficulty: float = 1.0) -> list[_Timeline]:
-    """The layers of one ``graded`` clip (drawn bottom first): static clutter, then three identities and
-    their companions. Everything is drawn per identity in identity order, before the label is used; the
-    label only decides which identity fills which time slot, so the classes of one seed permute the
-    same segments (as in ``event_order``)."""
-    d = difficulty
-    lengths = np.maximum(1, np.round(_lerp_log(rng, _GRADED_LONGEST, _GRADED_BRIEFEST, d, 3))).astype(int)
+    """The layers of one ``graded`` clip (drawn bottom first): static clutter, then the three identities
+    (at one place, as in ``event_order``) and their companions. Everything is drawn per identity in
+    identity order before the label is used; the label only decides which identity fills which time
+    slot, so the classes of one seed permute the same segments.
+
+    Each clip first draws its own level ``d`` uniformly in ``[0, difficulty]``; every range then reaches
+    ``d`` of the way from its easy end. So the easiest clips (a compact event of long, large, saturated
+    objects) let any network that sees the event learn early in training (a short proxy leaves its
+    plateau), and the rest grade what a network can resolve: the fraction of clips it gets right moves
+    with its span (how spread the event is), frame rate (how brief the objects are), crop (how small and
+    how alike) and capacity (clutter).
+    """
+    d = difficulty * rng.random()
+    span = int(round(_GRADED_SPAN[0] * (_GRADED_SPAN[1] / _GRADED_SPAN[0]) ** d))
+    longest = (span - 2 * _GRADED_MIN_GAP) / 3
+    lengths = np.maximum(1, np.round(_lerp_log(rng, longest, _GRADED_BRIEFEST, d, 3))).astype(int)
     sizes = _lerp_log(rng, _GRADED_LARGEST, _GRADED_SMALLEST, d, 3)
     angles = rng.uniform(0, 2 * np.pi, size=3)
-    centres = [rng.uniform(_EXTENT * r, 1 - _EXTENT * r, size=2) for r in sizes]
+    e = _EXTENT * sizes.max()
+    cx, cy = rng.uniform(e, 1 - e, size=2)
     saturation = rng.uniform(1 - (1 - _GRADED_LEAST_SATURATION) * d, 1.0)
     hues = np.clip(_RGB + rng.uniform(-_COLOUR_JITTER, _COLOUR_JITTER, size=(3, 3)), 0, 1)
     colours = _GRADED_GREY + saturation * (hues - _GRADED_GREY)
-    # companions: a notched object of any hue that shares an identity's segment (so the classes still
-    # permute the same frames), with probability difficulty / 2 per identity
-    companion = [rng.random() < d / 2 for _ in range(3)]
+    # companions: a notched object of any hue elsewhere that shares an identity's segment (so the classes
+    # still permute the same frames), with probability d / 3 per identity; static clutter: 0-1 objects
+    companion = [rng.random() < d / 3 for _ in range(3)]
     companions = [_clutter_object(rng, d, saturation) for _ in range(3)]
-    static = [_clutter_object(rng, d, saturation) for _ in range(int(rng.integers(0, 1 + round(2 * d))))]
-    # blanks: >= _MARGIN before and after, >= _GRADED_MIN_GAP between objects, the rest spread at random,
-    # so the three objects may lie anywhere on the timeline (a short clip sees some of them)
-    free = EVENT_FRAMES - int(lengths.sum()) - 2 * _MARGIN - 2 * _GRADED_MIN_GAP
-    extra = np.floor(rng.dirichlet(np.ones(4)) * free).astype(int)
-    gaps = [_MARGIN + extra[0], _GRADED_MIN_GAP + extra[1], _GRADED_MIN_GAP + extra[2]]
+    static = [_clutter_object(rng, d, saturation) for _ in range(int(rng.integers(0, 1 + round(d))))]
+    # the event: `span` source frames placed anywhere with >= _GRADED_MARGIN blank before and after;
+    # inside it, two gaps of >= _GRADED_MIN_GAP share the frames the objects leave
+    free = max(0, span - int(lengths.sum()) - 2 * _GRADED_MIN_GAP)
+    inner = _GRADED_MIN_GAP + np.floor(rng.dirichlet(np.ones(2)) * free).astype(int)
+    used = int(lengths.sum() + inner.sum())
+    start = int(rng.integers(_GRADED_MARGIN, EVENT_FRAMES - _GRADED_MARGIN - used + 1))
+    gaps = [start, *inner]
 
     visible = np.zeros((3, EVENT_FRAMES), bool)
     t = 0
@@ -330,12 +364,12 @@ def _graded(rng: np.random.Generator, label: int, difficulty: float = 1.0) -> li
         t += int(gaps[slot])
         visible[identity, t:t + lengths[identity]] = True
         t += int(lengths[identity])
-    layers = [_timeline(cx, cy, r, a, shape, True, colour, notched=True) for cx, cy, r, a, shape, colour in static]
+    layers = [_timeline(x, y, r, a, shape, True, colour, notched=True) for x, y, r, a, shape, colour in static]
     for i in range(3):
-        layers.append(_timeline(*centres[i], sizes[i], angles[i], i, visible[i], colours[i], notched=False))
+        layers.append(_timeline(cx, cy, sizes[i], angles[i], i, visible[i], colours[i], notched=False))
         if companion[i]:
-            cx, cy, r, a, shape, colour = companions[i]
-            layers.append(_timeline(cx, cy, r, a, shape, visible[i], colour, notched=True))
+            x, y, r, a, shape, colour = companions[i]
+            layers.append(_timeline(x, y, r, a, shape, visible[i], colour, notched=True))
     return layers
 
 

@@ -1,0 +1,257 @@
+"""Measure the properties of the ``graded`` synthetic task (issue 14) under the reference proxy.
+
+The reference proxy is the default ``Proxy`` (1500 steps x 16 clips at 0.15 of each crop, AdamW)
+on ``graded``, with 2560 validation clips (binomial standard error <= 1 point at any accuracy). What
+it measures, each a property the issue asks for:
+
+* **order-blind stays at chance**: X3D-S and its frame-wise ablation (every temporal kernel 1, so its
+  logits ignore frame order: ``experiments/proxy/x3d-s-framewise.yaml``);
+* **graded, not binary**: 16 architectures drawn from the ``x3d`` space, one per equal step of
+  log-GFLOPs between 0.02 and 5 (full-size cost; each the first random draw that lands in its stratum,
+  so the draws are random but cover the cost range instead of piling up where the space is dense):
+  the spread of their top-1 and how many score above 95 %;
+* **signal above noise**: 3 seeds (trial seed: model init, batch order and data) of 4 of them (the
+  strata 4, 8, 12 and 16, fixed before any result), their seed-to-seed standard deviation against
+  the spread;
+* **every X3D axis can pay off**: X3D-XS and its six one-axis expansions at ~2x its cost
+  (``nas.drivers.expand.build_candidates``, the candidates ``xnas expand`` builds), each at 3 seeds.
+
+Trials run through the project's own run machinery (``Run`` + the Ray evaluator, 1 CPU per trial, so
+2 at a time on 2 cores), in ``runs/graded-task/``: killed and rerun, no finished trial is redone.
+Then ``report`` writes ``experiments/results/graded_task.md`` and ``.json``::
+
+    .venv/bin/python experiments/graded_task.py run        # hours on 2 cores; resumable
+    .venv/bin/python experiments/graded_task.py report
+
+``run --only NAMES`` (comma-separated: order, random, seeds, axes) does one group.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from nas import load_arch  # noqa: E402
+from nas.dsl.arch import Arch  # noqa: E402
+from nas.proxy import Proxy  # noqa: E402
+from nas.registry import load_space  # noqa: E402
+
+REFERENCE = Proxy()  # the default budget; its 2560 validation clips keep a top-1's SE <= 1 point
+LOW, HIGH, STRATA = 0.02, 5.0, 16
+SEEDED_STRATA = (3, 7, 11, 15)  # 0-based: strata 4, 8, 12, 16
+SEEDS = (0, 1, 2)
+RUN_NAME = "graded-task"
+OUT = ROOT / "experiments" / "results"
+GROUPS = ("order", "random", "seeds", "axes")
+
+
+def stratified_draws(seed: int = 0) -> list[Arch]:
+    """One random ``x3d`` architecture per equal log-GFLOPs stratum of [LOW, HIGH]."""
+    space = load_space("x3d")
+    rng = random.Random(seed)
+    edges = [LOW * (HIGH / LOW) ** (i / STRATA) for i in range(STRATA + 1)]
+    found: dict[int, Arch] = {}
+    while len(found) < STRATA:
+        arch = space.freeze(space.random(rng))
+        g = arch.cost().gflops
+        for i in range(STRATA):
+            if edges[i] <= g < edges[i + 1] and i not in found:
+                found[i] = space.freeze(space.sample_of(arch), name=f"graded-s{i + 1:02d}")
+    return [found[i] for i in range(STRATA)]
+
+
+def axis_pairs() -> list[tuple[str, Arch]]:
+    """X3D-XS and its one-axis expansions at ~2x its cost: ``[("parent", xs), (axis, child), ...]``."""
+    from nas.drivers.expand import build_candidates
+
+    parent = load_arch("x3d-xs")
+    cands, _ = build_candidates(parent, step=1, rate=2.0)
+    return [("parent", parent)] + [(c.axis, c.arch) for c in cands]
+
+
+def framewise() -> list[Arch]:
+    return [load_arch("x3d-s"), Arch.load(ROOT / "experiments" / "proxy" / "x3d-s-framewise.yaml")]
+
+
+def _open_run():
+    from nas.runs import Run
+
+    config = {"purpose": "graded task properties (issue 14)", "proxy": REFERENCE.to_dict(), "data": "synthetic"}
+    return Run.open(RUN_NAME, driver="measure", config=config, root=ROOT / "runs")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from nas.integrations.ray_tune import RayEvaluator
+
+    groups = args.only.split(",") if args.only else list(GROUPS)
+    run = _open_run()
+    randoms = stratified_draws()
+    pairs = axis_pairs()
+    jobs: list[tuple[int, list[Arch], list[dict]]] = []
+    if "order" in groups:
+        jobs.append((0, framewise(), [{"group": "order"}] * 2))
+    if "random" in groups:
+        jobs.append((0, randoms, [{"group": "random", "stratum": i + 1} for i in range(STRATA)]))
+    if "axes" in groups:
+        jobs.append((0, [a for _, a in pairs], [{"group": "axes", "axis": n} for n, _ in pairs]))
+    if "seeds" in groups:
+        for seed in SEEDS[1:]:
+            jobs.append((seed, [randoms[i] for i in SEEDED_STRATA],
+                         [{"group": "seeds", "stratum": i + 1} for i in SEEDED_STRATA]))
+    if "axes" in groups:
+        for seed in SEEDS[1:]:
+            jobs.append((seed, [a for _, a in pairs], [{"group": "axes", "axis": n} for n, _ in pairs]))
+    try:
+        for seed, archs, tags in jobs:
+            inner = RayEvaluator("synthetic", REFERENCE, seed, cpus_per_trial=1, log_dir=run.dir / "ray",
+                                 progress=False)
+            run.on_close(inner.shutdown)
+            t0 = time.perf_counter()
+            results = run.evaluator(inner).evaluate(archs, [{**t, "seed": seed} for t in tags])
+            done = ", ".join(f"{a.name} {r.top1:.1f}" for a, r in zip(archs, results))
+            print(f"seed {seed}: {done} ({time.perf_counter() - t0:.0f} s)", flush=True)
+            inner.shutdown()
+    finally:
+        run.close()
+
+
+def _results(run) -> dict[tuple[str, int], dict]:
+    """(arch hash, seed) -> result row."""
+    from nas.runs import read_results
+
+    out = {}
+    for row in read_results(run.dir / "results.csv"):
+        if row["status"] == "ok":
+            out[(row["hash"], int(row["seed"]))] = row
+    return out
+
+
+def _top1(res: dict, arch: Arch, seed: int = 0) -> float | None:
+    row = res.get((arch.hash, seed))
+    return float(row["top1"]) if row else None
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    sys.path.insert(0, str(ROOT / "experiments"))
+    from bench_train import matmul_peak
+
+    run = _open_run()
+    res = _results(run)
+    n_val = REFERENCE.val_clips
+    lines = ["# The `graded` synthetic task under the reference proxy (issue 14)", "",
+             "Reproduce: `.venv/bin/python experiments/graded_task.py run` then `... report` "
+             f"(trials in `runs/{RUN_NAME}/`, resumable).", "",
+             f"Reference proxy: the default `Proxy` on `graded` with {n_val} validation clips: "
+             f"{REFERENCE.steps} steps x {REFERENCE.batch_size} clips at {REFERENCE.size_scale} of each crop, "
+             f"{REFERENCE.optimizer} lr {REFERENCE.lr}, {REFERENCE.train_clips} training clips. "
+             "Chance is 16.7 % (6 classes). Binomial standard error of one top-1 on "
+             f"{n_val} clips: sqrt(p(1-p)/{n_val}), at most {100 * math.sqrt(0.25 / n_val):.2f} points.",
+             f"Machine: fp32 2048² matmul {matmul_peak():.0f} GMAC/s (measured by this report); trials ran 2 at a "
+             "time, 1 thread each. GFLOPs: one multiply-add of a conv or linear layer = 1 FLOP, full-size cost.", ""]
+    summary: dict = {"reference_proxy": REFERENCE.to_dict(), "val_clips": n_val}
+
+    # order-blind
+    s, fw = framewise()
+    lines += ["## Frame-order-blind network", "", "| architecture | top-1 % | ± SE |", "|---|---|---|"]
+    for arch in (s, fw):
+        t = _top1(res, arch)
+        lines.append(f"| {arch.name} | {_fmt(t)} | {_se(t, n_val)} |")
+    summary["order"] = {a.name: _top1(res, a) for a in (s, fw)}
+    lines.append("")
+
+    # graded
+    randoms = stratified_draws()
+    rows = []
+    lines += ["## Graded: 16 architectures, one per log-GFLOPs stratum of [0.02, 5]", "",
+              "| stratum | architecture (frames x stride, crop) | GFLOPs | top-1 % | ± SE | wall s |", "|---|---|---|---|---|---|"]
+    for i, arch in enumerate(randoms):
+        row = res.get((arch.hash, 0))
+        t = float(row["top1"]) if row else None
+        rows.append(t)
+        c = arch.clip
+        lines.append(f"| {i + 1} | {c.frames}x{c.frame_stride}, {c.crop}² | {arch.cost().gflops:.3f} | {_fmt(t)} | "
+                     f"{_se(t, n_val)} | {float(row['wall_s']):.0f} |" if row else
+                     f"| {i + 1} | {c.frames}x{c.frame_stride}, {c.crop}² | {arch.cost().gflops:.3f} | not run | | |")
+    done = [t for t in rows if t is not None]
+    spread = max(done) - min(done) if len(done) >= 2 else None
+    above = sum(t > 95 for t in done)
+    lines += ["", f"Measured {len(done)} of {STRATA}. Spread (max - min top-1): **{_fmt(spread)} points** (goal >= 30); "
+              f"above 95 %: **{above} of {len(done)}** (goal <= a quarter).", ""]
+    summary["graded"] = {"top1": rows, "spread": spread, "above_95": above, "measured": len(done)}
+
+    # seeds
+    lines += ["## Seed noise: 3 seeds of 4 of them", "", "| stratum | seed 0 | seed 1 | seed 2 | SD |", "|---|---|---|---|---|"]
+    sds = []
+    for i in SEEDED_STRATA:
+        vals = [_top1(res, randoms[i], seed) for seed in SEEDS]
+        sd = statistics.stdev(vals) if all(v is not None for v in vals) else None
+        if sd is not None:
+            sds.append(sd)
+        lines.append(f"| {i + 1} | " + " | ".join(_fmt(v) for v in vals) + f" | {_fmt(sd)} |")
+    pooled = math.sqrt(sum(v * v for v in sds) / len(sds)) if sds else None
+    ratio = pooled / spread if pooled is not None and spread else None
+    lines += ["", f"Pooled seed-to-seed SD: **{_fmt(pooled)} points**; SD / spread = **{_fmt(ratio, 3)}** (goal <= 0.25).", ""]
+    summary["seeds"] = {"pooled_sd": pooled, "sd_over_spread": ratio}
+
+    # axes
+    pairs = axis_pairs()
+    lines += ["## Every X3D axis can pay off: X3D-XS and its one-axis expansions (~2x cost)", "",
+              "| axis | clip | GFLOPs | top-1 % by seed | mean | gain over parent | gain / its SE |", "|---|---|---|---|---|---|---|"]
+    parent_vals = [_top1(res, pairs[0][1], seed) for seed in SEEDS]
+    summary["axes"] = {}
+    for name, arch in pairs:
+        vals = [_top1(res, arch, seed) for seed in SEEDS]
+        got = [v for v in vals if v is not None]
+        mean = statistics.mean(got) if got else None
+        gain = se_gain = None
+        paired = [(v, p) for v, p in zip(vals, parent_vals) if v is not None and p is not None]
+        if name != "parent" and paired:
+            diffs = [v - p for v, p in paired]
+            gain = statistics.mean(diffs)
+            if len(diffs) >= 2:
+                se_gain = statistics.stdev(diffs) / math.sqrt(len(diffs))
+        c = arch.clip
+        z = gain / se_gain if gain is not None and se_gain else None
+        lines.append(f"| {name} | {c.frames}x{c.frame_stride}, {c.crop}² | {arch.cost().gflops:.3f} | "
+                     + " / ".join(_fmt(v) for v in vals) + f" | {_fmt(mean)} | {_fmt(gain)} | {_fmt(z)} |")
+        summary["axes"][name] = {"top1": vals, "mean": mean, "gain": gain, "gain_se": se_gain}
+    lines += ["", "Gain: mean over seeds of (child - parent) with the same seed; its SE from the seed-to-seed "
+              "spread of that difference. An axis pays off when the gain exceeds ~2 SE.", ""]
+    (OUT / "graded_task.md").write_text("\n".join(lines) + "\n")
+    (OUT / "graded_task.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print("\n".join(lines))
+    del np
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+    return "-" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _se(t: float | None, n: int) -> str:
+    return "-" if t is None else f"{100 * math.sqrt(t / 100 * (1 - t / 100) / n):.2f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="phase", required=True)
+    p = sub.add_parser("run")
+    p.add_argument("--only", help="comma-separated groups: " + ", ".join(GROUPS))
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("report")
+    p.set_defaults(func=cmd_report)
+    args = parser.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
