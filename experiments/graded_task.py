@@ -17,8 +17,9 @@ it measures, each a property the issue asks for:
   (``nas.drivers.expand.build_candidates``, the candidates ``xnas expand`` builds), each at 3 seeds.
 
 Trials run through the project's own run machinery (``Run`` + the Ray evaluator, 1 CPU per trial, so
-2 at a time on 2 cores), in ``runs/graded-task/``: killed and rerun, no finished trial is redone.
-Then ``report`` writes ``experiments/results/graded_task.md`` and ``.json``::
+2 at a time on 2 cores), in ``experiments/graded/run/`` (its ``results.csv``, ``archs/`` and study are
+committed, so a later session continues it): killed and rerun, no finished trial is redone. Groups
+run cheapest first. Then ``report`` writes ``experiments/results/graded_task.md`` and ``.json``::
 
     .venv/bin/python experiments/graded_task.py run        # hours on 2 cores; resumable
     .venv/bin/python experiments/graded_task.py report
@@ -48,7 +49,8 @@ REFERENCE = Proxy()  # the default budget; its 2560 validation clips keep a top-
 LOW, HIGH, STRATA = 0.02, 5.0, 16
 SEEDED_STRATA = (3, 7, 11, 15)  # 0-based: strata 4, 8, 12, 16
 SEEDS = (0, 1, 2)
-RUN_NAME = "graded-task"
+RUN_NAME = "run"
+RUN_ROOT = ROOT / "experiments" / "graded"
 OUT = ROOT / "experiments" / "results"
 GROUPS = ("order", "random", "seeds", "axes")
 
@@ -85,7 +87,7 @@ def _open_run():
     from nas.runs import Run
 
     config = {"purpose": "graded task properties (issue 14)", "proxy": REFERENCE.to_dict(), "data": "synthetic"}
-    return Run.open(RUN_NAME, driver="measure", config=config, root=ROOT / "runs")
+    return Run.open(RUN_NAME, driver="measure", config=config, root=RUN_ROOT)
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -98,8 +100,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     jobs: list[tuple[int, list[Arch], list[dict]]] = []
     if "order" in groups:
         jobs.append((0, framewise(), [{"group": "order"}] * 2))
-    if "random" in groups:
-        jobs.append((0, randoms, [{"group": "random", "stratum": i + 1} for i in range(STRATA)]))
+    if "random" in groups:  # cheapest first: the strata are in cost order
+        jobs.append((0, randoms[:8], [{"group": "random", "stratum": i + 1} for i in range(8)]))
+        jobs.append((0, randoms[8:], [{"group": "random", "stratum": i + 1} for i in range(8, STRATA)]))
     if "axes" in groups:
         jobs.append((0, [a for _, a in pairs], [{"group": "axes", "axis": n} for n, _ in pairs]))
     if "seeds" in groups:
@@ -150,7 +153,7 @@ def cmd_report(args: argparse.Namespace) -> None:
     n_val = REFERENCE.val_clips
     lines = ["# The `graded` synthetic task under the reference proxy (issue 14)", "",
              "Reproduce: `.venv/bin/python experiments/graded_task.py run` then `... report` "
-             f"(trials in `runs/{RUN_NAME}/`, resumable).", "",
+             "(trials in `experiments/graded/run/`, resumable).", "",
              f"Reference proxy: the default `Proxy` on `graded` with {n_val} validation clips: "
              f"{REFERENCE.steps} steps x {REFERENCE.batch_size} clips at {REFERENCE.size_scale} of each crop, "
              f"{REFERENCE.optimizer} lr {REFERENCE.lr}, {REFERENCE.train_clips} training clips. "

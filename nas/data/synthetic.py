@@ -20,21 +20,17 @@ before or after it show the static first or last state.
 * ``graded`` (6 classes, the proxy's default; pure temporal, *graded* difficulty): three identities
   (a red circle, a green square, a blue triangle) appear one at a time at one place; the class is
   their order, ``>``-joined (``red-circle>green-square>blue-triangle``, ... in ``permutations``
-  order), as in ``event_order``. Every clip draws its own level in ``[0, difficulty]`` (default
-  ``difficulty=1``) and every nuisance range reaches that far from its easy end, so each X3D axis
-  pays off on some fraction of the clips:
-
-  - *span* (X-Temporal): the event lasts 28 to 84 source frames, anywhere on the timeline, so a short
-    clip sees all of a compact event but only part of a spread one;
-  - *frame rate* (X-Fast): identities stay 3 source frames (brief: a stride of 12 misses most) up to a
-    third of the event;
-  - *detail* (X-Spatial): radius 0.15 down to 0.05 of the crop (under a pixel at 17 px), colours from
-    saturated down to 25 % saturation, where the three hues nearly merge and the shape tells them apart;
-  - *capacity*: companions (notched objects of any hue elsewhere, during an identity's segment, with
-    probability level / 3 each) and 0-1 static notched objects.
-
-  The easiest clips (a compact 28-frame event of 8-frame, large, saturated objects) are what lets a
-  short proxy leave its plateau. Rendering costs about 2 ms a clip at 17-64 px and 6 ms at 160 px.
+  order), as in ``event_order``. Two of a clip's identities are event_order's objects; the third, the
+  clip's *hard* identity, is drawn at the clip's own level ``d``, uniform in ``[0, difficulty]``
+  (``difficulty=1`` by default): its duration goes from 16-20 down to 3 source frames, its radius from
+  0.10-0.15 down to 0.05 of the crop, its saturation from 1 down to 0.25 (nearly grey), and it brings
+  a companion (a notched object of any hue elsewhere, during its segment) with probability ``d / 2``.
+  The objects keep event_order's spread over the timeline (a brief object leaves a longer gap). So
+  every network that sees the two easy identities learns as fast as on ``event_order`` and is right on
+  at least a third of what it sees, and each X3D axis pays off on the clips whose hard identity it
+  resolves: a longer span sees more of the event (X-Temporal), a finer stride catches a brief object
+  (X-Fast), a larger crop a small or grey one (X-Spatial), capacity tells it from its companion.
+  Rendering costs about 2 ms a clip at 17-64 px and 6 ms at 160 px.
 * ``event_order`` (6 classes, pure temporal): a red, a green and a blue object appear one at a time
   at one place; the class is the colour order, in ``itertools.permutations`` order:
   ``red-green-blue, red-blue-green, green-red-blue, green-blue-red, blue-red-green, blue-green-red``.
@@ -300,63 +296,58 @@ def _shape_direction(rng: np.random.Generator, label: int) -> _Timeline:
     return tl.reversed() if direction % 2 else tl
 
 
-# graded: the ranges each nuisance is drawn from at level 1 (at level 0 every range is at its easy end:
-# a compact event of long, large, saturated objects without clutter). Spans, durations and sizes are
-# log-uniform, so brief objects (that a coarse frame stride misses) are as common as long ones, and
-# small ones (a few anti-aliased pixels at a low crop, where a desaturated identity is told by its
-# shape alone) as large.
-_GRADED_SPAN = (28, 84)                          # source frames from the first identity's onset to the last's end
-_GRADED_BRIEFEST = 3                             # source frames an identity stays visible, at the hard end
-_GRADED_LARGEST, _GRADED_SMALLEST = 0.15, 0.05   # equal-area radius, fraction of the crop
-_GRADED_LEAST_SATURATION = 0.25                  # colour = grey + s (hue - grey): at 0.25 the hues nearly merge
+# graded: two of the three identities of a clip are event_order's (16-20 source frames, radius
+# 0.10-0.15, saturated); the third, the clip's *hard* one, is drawn at the clip's level d: its
+# duration, size and saturation reach d of the way to these hard ends, and it brings a companion with
+# probability d / 2. Durations and sizes are log-uniform.
+_GRADED_BRIEFEST = 3                             # source frames the hard identity stays visible, at level 1
+_GRADED_SMALLEST = 0.05                          # its equal-area radius, fraction of the crop, at level 1
+_GRADED_LEAST_SATURATION = 0.25                  # colour = grey + s (hue - grey): at 0.25 it nearly merges with grey
 _GRADED_GREY = 0.75
-_GRADED_MIN_GAP = 2
-_GRADED_MARGIN = 6                               # blank source frames before and after the event, at least
 
 
-def _lerp_log(rng: np.random.Generator, easy: float, hard: float, level: float, size: int) -> np.ndarray:
-    """Log-uniform draws between ``easy`` and the point ``level`` of the way to ``hard``."""
-    far = easy * (hard / easy) ** level
-    lo, hi = sorted((math.log(easy), math.log(far)))
-    return np.exp(rng.uniform(lo, hi, size=size))
+def _lerp_log(rng: np.random.Generator, easy: tuple[float, float], hard: float, level: float) -> float:
+    """A log-uniform draw in ``easy`` = (lo, hi) with its lower end moved ``level`` of the way to ``hard``."""
+    lo = easy[0] * (hard / easy[0]) ** level
+    return float(np.exp(rng.uniform(math.log(lo), math.log(easy[1]))))
 
 
 def _graded(rng: np.random.Generator, label: int, difficulty: float = 1.0) -> list[_Timeline]:
-    """The layers of one ``graded`` clip (drawn bottom first): static clutter, then the three identities
-    (at one place, as in ``event_order``) and their companions. Everything is drawn per identity in
-    identity order before the label is used; the label only decides which identity fills which time
-    slot, so the classes of one seed permute the same segments.
+    """The layers of one ``graded`` clip: the three identities (at one place, as in ``event_order``) and
+    the hard one's companion. Everything is drawn per identity in identity order before the label is
+    used; the label only decides which identity fills which time slot, so the classes of one seed
+    permute the same segments.
 
-    Each clip first draws its own level ``d`` uniformly in ``[0, difficulty]``; every range then reaches
-    ``d`` of the way from its easy end. So the easiest clips (a compact event of long, large, saturated
-    objects) let any network that sees the event learn early in training (a short proxy leaves its
-    plateau), and the rest grade what a network can resolve: the fraction of clips it gets right moves
-    with its span (how spread the event is), frame rate (how brief the objects are), crop (how small and
-    how alike) and capacity (clutter).
+    Each clip draws its level ``d`` uniformly in ``[0, difficulty]`` and which identity is hard. The two
+    easy identities always show their order, so every network that sees them learns as fast as on
+    ``event_order``, and is then right on at least a third of the clips it cannot resolve fully; where
+    the hard identity fits is what grades networks: a coarse stride misses it when it is brief
+    (X-Fast), a low crop loses it when it is small or grey (X-Spatial), its companion (a notched object
+    of any hue elsewhere, during its segment) is a distractor (capacity). The objects keep event_order's
+    spread over the timeline whatever their durations (a brief object leaves a longer gap), so a short
+    clip sees part of every event (X-Temporal).
     """
     d = difficulty * rng.random()
-    span = int(round(_GRADED_SPAN[0] * (_GRADED_SPAN[1] / _GRADED_SPAN[0]) ** d))
-    longest = (span - 2 * _GRADED_MIN_GAP) / 3
-    lengths = np.maximum(1, np.round(_lerp_log(rng, longest, _GRADED_BRIEFEST, d, 3))).astype(int)
-    sizes = _lerp_log(rng, _GRADED_LARGEST, _GRADED_SMALLEST, d, 3)
+    hard = int(rng.integers(0, 3))
+    level = [d if i == hard else 0.0 for i in range(3)]
+    lengths = np.array([max(1, round(_lerp_log(rng, (MIN_SEGMENT, MIN_SEGMENT + 4), _GRADED_BRIEFEST, v)))
+                        for v in level])
+    sizes = np.array([_lerp_log(rng, (0.10, 0.15), _GRADED_SMALLEST, v) for v in level])
     angles = rng.uniform(0, 2 * np.pi, size=3)
     e = _EXTENT * sizes.max()
     cx, cy = rng.uniform(e, 1 - e, size=2)
-    saturation = rng.uniform(1 - (1 - _GRADED_LEAST_SATURATION) * d, 1.0)
+    saturation = np.array([rng.uniform(1 - (1 - _GRADED_LEAST_SATURATION) * v, 1.0) for v in level])
     hues = np.clip(_RGB + rng.uniform(-_COLOUR_JITTER, _COLOUR_JITTER, size=(3, 3)), 0, 1)
-    colours = _GRADED_GREY + saturation * (hues - _GRADED_GREY)
-    # companions: a notched object of any hue elsewhere that shares an identity's segment (so the classes
-    # still permute the same frames), with probability d / 3 per identity; static clutter: 0-1 objects
-    companion = [rng.random() < d / 3 for _ in range(3)]
-    companions = [_clutter_object(rng, d, saturation) for _ in range(3)]
-    static = [_clutter_object(rng, d, saturation) for _ in range(int(rng.integers(0, 1 + round(d))))]
-    # the event: `span` source frames placed anywhere with >= _GRADED_MARGIN blank before and after;
-    # inside it, two gaps of >= _GRADED_MIN_GAP share the frames the objects leave
-    free = max(0, span - int(lengths.sum()) - 2 * _GRADED_MIN_GAP)
-    inner = _GRADED_MIN_GAP + np.floor(rng.dirichlet(np.ones(2)) * free).astype(int)
-    used = int(lengths.sum() + inner.sum())
-    start = int(rng.integers(_GRADED_MARGIN, EVENT_FRAMES - _GRADED_MARGIN - used + 1))
-    gaps = [start, *inner]
+    colours = _GRADED_GREY + saturation[:, None] * (hues - _GRADED_GREY)
+    companion = _clutter_object(rng, d) if rng.random() < d / 2 else None
+    # event_order's layout: 2-6 blank frames between objects plus what a brief object leaves of 18
+    # frames, so the event keeps its extent; a blank lead-in and lead-out of >= _MARGIN each
+    inner = rng.integers(2, 7, size=2)
+    spare = max(0, 3 * (MIN_SEGMENT + 2) - int(lengths.sum()))
+    inner = inner + np.floor(rng.dirichlet(np.ones(2)) * spare).astype(int)
+    margins = EVENT_FRAMES - int(lengths.sum()) - int(inner.sum())
+    lead = int(rng.integers(_MARGIN, margins - _MARGIN + 1))
+    gaps = [lead, *inner]
 
     visible = np.zeros((3, EVENT_FRAMES), bool)
     t = 0
@@ -364,21 +355,18 @@ def _graded(rng: np.random.Generator, label: int, difficulty: float = 1.0) -> li
         t += int(gaps[slot])
         visible[identity, t:t + lengths[identity]] = True
         t += int(lengths[identity])
-    layers = [_timeline(x, y, r, a, shape, True, colour, notched=True) for x, y, r, a, shape, colour in static]
-    for i in range(3):
-        layers.append(_timeline(cx, cy, sizes[i], angles[i], i, visible[i], colours[i], notched=False))
-        if companion[i]:
-            x, y, r, a, shape, colour = companions[i]
-            layers.append(_timeline(x, y, r, a, shape, visible[i], colour, notched=True))
+    layers = [_timeline(cx, cy, sizes[i], angles[i], i, visible[i], colours[i], notched=False) for i in range(3)]
+    if companion is not None:
+        x, y, r, a, shape, colour = companion
+        layers.append(_timeline(x, y, r, a, shape, visible[hard], colour, notched=True))
     return layers
 
 
-def _clutter_object(rng: np.random.Generator, difficulty: float, saturation: float) -> tuple:
+def _clutter_object(rng: np.random.Generator, level: float) -> tuple:
     """A notched object of random hue, size, place and angle: ``(cx, cy, r, angle, shape, colour)``."""
-    r = float(_lerp_log(rng, _GRADED_LARGEST, _GRADED_SMALLEST, difficulty, 1)[0])
+    r = _lerp_log(rng, (0.10, 0.15), _GRADED_SMALLEST, level)
     cx, cy = rng.uniform(_EXTENT * r, 1 - _EXTENT * r, size=2)
-    colour = _GRADED_GREY + saturation * (_hsv_colour(rng) - _GRADED_GREY)
-    return cx, cy, r, rng.uniform(0, 2 * np.pi), int(rng.integers(0, 3)), colour
+    return cx, cy, r, rng.uniform(0, 2 * np.pi), int(rng.integers(0, 3)), _hsv_colour(rng)
 
 
 _BUILDERS = {"event_order": _event_order, "chiral_motion": _chiral_motion, "shape_direction": _shape_direction}
