@@ -25,7 +25,7 @@ from nas.fidelity import (
     select_rows,
     spearman_rho,
 )
-from nas.formulas import get_formula, hash_normal, register_formula
+from nas.formulas import FORMULAS, get_formula, hash_normal, register_formula
 from nas.runs import read_results
 from nas.tunas.testing import TINY_SPACE
 
@@ -167,15 +167,18 @@ def test_noisy_reference_gives_the_tau_of_the_formula_values(tmp_path: Path, cap
     assert report["gflops_vs_reference"]["n"] == 12
 
 
-@register_formula("test-constant")
-def _constant(arch: Arch) -> float:
-    return 16.67
+@pytest.fixture
+def constant_formula():
+    """A formula scoring every architecture 16.67 (registered for one test, then removed)."""
+    register_formula("fidelity-constant")(lambda arch: 16.67)
+    yield "fidelity-constant"
+    FORMULAS.pop("fidelity-constant")
 
 
-def test_constant_reference_scores_are_a_one_line_error(expand_run: Path, tmp_path: Path, capsys) -> None:
+def test_constant_reference_scores_are_a_one_line_error(expand_run: Path, constant_formula: str, capsys) -> None:
     run = expand_run
     capsys.readouterr()
-    assert main(["fidelity", str(run), "--evaluator", "formula", "--formula", "test-constant", *LOCAL,
+    assert main(["fidelity", str(run), "--evaluator", "formula", "--formula", constant_formula, *LOCAL,
                  "--expand-steps", "1"]) == 2
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("xnas: error")]
     assert len(errors) == 1 and "the reference's scores are all 16.67 over 7 architectures" in errors[0]
