@@ -228,3 +228,16 @@ def test_killed_audit_resumes_without_redoing_a_reference_trial(expand_run: Path
     assert report["kendall_tau"] == pytest.approx(1.0)
     log = (run / "fidelity" / "run.log").read_text()
     assert "resumed run fidelity (5 results on file)" in log
+
+
+def test_step_audit_reports_a_disagreeing_reference_choice() -> None:
+    from nas.fidelity import Pair, audit_steps
+
+    parent = Pair("p", "start", 1.0, 20.0, 30.0, role="start", step=0)
+    cands = [Pair(h, h, 2.0, run, ref, step=1, axis=axis, role="candidate")
+             for h, axis, run, ref in [("a", "width", 40.0, 35.0), ("b", "depth", 30.0, 50.0), ("c", "frames", 25.0, 31.0)]]
+    (step,) = audit_steps([parent, *cands], accepted={1: "width"}, parents={1: "p"}, criterion="gain-per-log-cost")
+    assert (step.run_choice, step.reference_choice, step.agree) == ("width", "depth", False)
+    assert step.n == 3 and step.kendall_tau == pytest.approx(1 / 3)   # pairs: (a,b) -, (a,c) +, (b,c) +
+    (orphan,) = audit_steps(cands, accepted={1: "width"}, parents={}, criterion="accuracy")
+    assert orphan.agree is None and "parent not audited" in orphan.note
