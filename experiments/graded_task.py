@@ -18,8 +18,8 @@ it measures, each a property the issue asks for:
 
 Trials run through the project's own run machinery (``Run`` + the Ray evaluator, 1 CPU per trial, so
 2 at a time on 2 cores), in ``experiments/graded/run/`` (its ``results.csv``, ``archs/`` and study are
-committed, so a later session continues it): killed and rerun, no finished trial is redone. Groups
-run cheapest first. Then ``report`` writes ``experiments/results/graded_task.md`` and ``.json``::
+committed, so a later session continues it): killed and rerun, no finished trial is redone. Trials
+run as one batch per seed. Then ``report`` writes ``experiments/results/graded_task.md`` and ``.json``::
 
     .venv/bin/python experiments/graded_task.py run        # hours on 2 cores; resumable
     .venv/bin/python experiments/graded_task.py report
@@ -97,21 +97,25 @@ def cmd_run(args: argparse.Namespace) -> None:
     run = _open_run()
     randoms = stratified_draws()
     pairs = axis_pairs()
+    # one batch per seed, so Ray keeps both workers busy to the end of it (a batch is a wave); within
+    # a batch the order-blind pair, then the random strata cheapest first, then the axis pairs
     jobs: list[tuple[int, list[Arch], list[dict]]] = []
-    if "order" in groups:
-        jobs.append((0, framewise(), [{"group": "order"}] * 2))
-    if "random" in groups:  # cheapest first: the strata are in cost order
-        jobs.append((0, randoms[:8], [{"group": "random", "stratum": i + 1} for i in range(8)]))
-        jobs.append((0, randoms[8:], [{"group": "random", "stratum": i + 1} for i in range(8, STRATA)]))
-    if "axes" in groups:
-        jobs.append((0, [a for _, a in pairs], [{"group": "axes", "axis": n} for n, _ in pairs]))
-    if "seeds" in groups:
-        for seed in SEEDS[1:]:
-            jobs.append((seed, [randoms[i] for i in SEEDED_STRATA],
-                         [{"group": "seeds", "stratum": i + 1} for i in SEEDED_STRATA]))
-    if "axes" in groups:
-        for seed in SEEDS[1:]:
-            jobs.append((seed, [a for _, a in pairs], [{"group": "axes", "axis": n} for n, _ in pairs]))
+    for seed in SEEDS:
+        archs, tags = [], []
+        if "order" in groups and seed == 0:
+            archs += framewise()
+            tags += [{"group": "order"}] * 2
+        if "random" in groups and seed == 0:
+            archs += randoms
+            tags += [{"group": "random", "stratum": i + 1} for i in range(STRATA)]
+        if "seeds" in groups and seed != 0:
+            archs += [randoms[i] for i in SEEDED_STRATA]
+            tags += [{"group": "seeds", "stratum": i + 1} for i in SEEDED_STRATA]
+        if "axes" in groups:
+            archs += [a for _, a in pairs]
+            tags += [{"group": "axes", "axis": n} for n, _ in pairs]
+        if archs:
+            jobs.append((seed, archs, tags))
     try:
         for seed, archs, tags in jobs:
             inner = RayEvaluator("synthetic", REFERENCE, seed, cpus_per_trial=1, log_dir=run.dir / "ray",
