@@ -363,14 +363,16 @@ def _json_float(v: float) -> float | None:
 def build_report(run_dir: str, driver: str, metric: str, reference: dict[str, Any], pairs: list[Pair], *,
                  accepted: Mapping[int, str] | None = None, parents: Mapping[int, str] | None = None,
                  criterion: str = "gain-per-log-cost", val_clips: int | None = None) -> Report:
-    """Compute the statistics of ``pairs`` (higher is better for ``top1``; ``loss`` is negated)."""
+    """Compute the statistics of ``pairs``. Both sides use the same metric, so agreement is a positive tau
+    for ``loss`` as for ``top1``; GFLOPs are compared with the reference's *goodness* (its top-1, or its
+    negated loss), so a positive tau means "more compute, better" either way."""
     valid = [p for p in pairs if math.isfinite(p.run_score) and math.isfinite(p.reference_score)]
-    sign = -1.0 if metric == "loss" else 1.0
-    run = [sign * p.run_score for p in valid]
-    ref = [sign * p.reference_score for p in valid]
+    run = [p.run_score for p in valid]
+    ref = [p.reference_score for p in valid]
     agreement = rank_agreement(run, ref, what=f"{metric} of {len(valid)} audited architectures")
+    goodness = [-v for v in ref] if metric == "loss" else ref
     try:
-        gflops = rank_agreement([p.gflops for p in valid], ref, what="GFLOPs")
+        gflops = rank_agreement([p.gflops for p in valid], goodness, what="GFLOPs")
     except FidelityError:
         gflops = None
     steps = audit_steps(pairs, accepted or {}, parents or {}, criterion) if driver == "expand" else []

@@ -241,3 +241,25 @@ def test_step_audit_reports_a_disagreeing_reference_choice() -> None:
     assert step.n == 3 and step.kendall_tau == pytest.approx(1 / 3)   # pairs: (a,b) -, (a,c) +, (b,c) +
     (orphan,) = audit_steps(cands, accepted={1: "width"}, parents={}, criterion="accuracy")
     assert orphan.agree is None and "parent not audited" in orphan.note
+
+
+@pytest.mark.slow
+def test_audit_with_a_real_proxy_reference_on_ray(tmp_path: Path, capsys) -> None:
+    """A proxy-trained expansion run (2 steps per candidate) audited by the proxy trainer in Ray trials
+    (3 steps), ranked by validation loss (continuous even this early): every audited architecture gets
+    a real reference, the audit folder holds its own results table, and a rerun trains nothing again."""
+    tiny = ["--batch-size", "2", "--train-clips", "8", "--val-clips", "24", "--size-scale", "0.1", "--no-progress"]
+    runs = tmp_path / "runs"
+    assert main(["expand", "--target-gflops", "0.05", "--executor", "local", "--steps", "2", *tiny,
+                 "--runs-dir", str(runs), "--name", "p"]) == 0
+    args = ["fidelity", str(runs / "p"), "--expand-steps", "1", "--steps", "3", *tiny, "--metric", "loss", "--json"]
+    capsys.readouterr()
+    assert main(args) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 7 and report["reference"]["evaluator"] == "proxy" and report["metric"] == "loss"
+    assert all(p["reference_status"] == "ok" for p in report["pairs"])
+    assert -1 <= report["kendall_tau"] <= 1
+    rows = read_results(runs / "p" / "fidelity" / "results.csv")
+    assert len(rows) == 7 and len({r["eval_key"] for r in rows}) == 1
+    assert main(args) == 0
+    assert len(read_results(runs / "p" / "fidelity" / "results.csv")) == 7
