@@ -194,6 +194,9 @@ def test_user_mistakes_exit_2_with_one_line(expand_run: Path, tmp_path: Path, ca
     assert "--expand-steps: got step 99; allowed: steps of this run (1, 2" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["fidelity", str(run), "--expand-steps", "0"])
+    capsys.readouterr()
+    assert main(["fidelity", str(run), "--runs-dir", "elsewhere", *LOCAL]) == 2
+    assert "--runs-dir: got 'elsewhere'; allowed: leave it out" in capsys.readouterr().err
 
 
 def test_search_run_audit_covers_its_retrained_architectures(tmp_path: Path, capsys) -> None:

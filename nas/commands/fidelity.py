@@ -122,6 +122,9 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     archs = [Arch.load(run_dir / r["arch_path"]) for r in chosen]
 
+    if args.runs_dir != "runs":
+        raise UsageError(f"--runs-dir: got {args.runs_dir!r}; allowed: leave it out (an audit lives inside "
+                         "RUN_DIR; --name names its folder there)")
     args.runs_dir = str(run_dir)
     args.name = args.name or "fidelity"
     run, evaluator = open_run(args, driver="fidelity", config={"audited_driver": driver})
