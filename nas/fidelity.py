@@ -27,8 +27,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from nas.drivers.expand import criterion_score
+
 __all__ = ["FidelityError", "Pair", "StepAudit", "Report", "kendall_tau_b", "spearman_rho", "bootstrap_ci",
-           "rank_agreement", "select_rows", "expand_steps", "criterion_score", "audit_steps", "build_report",
+           "rank_agreement", "select_rows", "expand_steps", "audit_steps", "build_report",
            "METRICS", "write_report"]
 
 METRICS = ("top1", "loss")
@@ -229,20 +231,7 @@ def _is_candidate(row: Mapping[str, str], step: int) -> bool:
 
 
 # ------------------------------------------------------------------------------------------------
-# Expansion decisions
-
-
-def criterion_score(criterion: str, top1: float, loss: float, gflops: float, parent_top1: float, parent_loss: float,
-                    parent_gflops: float) -> float:
-    """The trade-off an expansion step maximises (see :mod:`nas.drivers.expand`), from plain numbers."""
-    if criterion == "accuracy":
-        return top1
-    if criterion == "gain-per-gflop":
-        return (top1 - parent_top1) / (gflops - parent_gflops)
-    log_cost = math.log(gflops / parent_gflops)
-    if criterion == "loss-drop-per-log-cost":
-        return (parent_loss - loss) / log_cost
-    return (top1 - parent_top1) / log_cost
+# Expansion decisions (the trade-off itself is nas.drivers.expand.criterion_score)
 
 
 @dataclass

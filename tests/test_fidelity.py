@@ -16,10 +16,10 @@ import pytest
 
 from nas.cli import main
 from nas.dsl import Arch
+from nas.drivers.expand import criterion_score
 from nas.fidelity import (
     FidelityError,
     bootstrap_ci,
-    criterion_score,
     kendall_tau_b,
     rank_agreement,
     select_rows,

@@ -53,7 +53,7 @@ from nas.evaluator import Evaluator
 from nas.proxy import TrialResult
 
 __all__ = [
-    "AXES", "CRITERIA", "PAPER_SYMBOLS", "ExpandError", "Solution", "Candidate", "ExpansionResult",
+    "AXES", "CRITERIA", "PAPER_SYMBOLS", "ExpandError", "criterion_score", "Solution", "Candidate", "ExpansionResult",
     "expandable", "factor_bounds", "solve_axis", "build_candidates", "contract", "expand",
     "replay", "write_outputs", "summary_text", "TRAJECTORY_COLUMNS",
 ]
@@ -326,19 +326,26 @@ def _loss(c: Candidate) -> float:
     return loss if math.isfinite(loss) else float("inf")
 
 
+def criterion_score(criterion: str, top1: float, loss: float, gflops: float, parent_top1: float,
+                    parent_loss: float, parent_gflops: float) -> float:
+    """The trade-off a step maximises (:data:`CRITERIA`), from plain numbers: ``xnas fidelity`` replays a
+    step's decision with a reference's scores through it. A non-finite loss drop gives NaN."""
+    if criterion == "loss-drop-per-log-cost":
+        drop = parent_loss - loss
+        return drop / math.log(gflops / parent_gflops) if math.isfinite(drop) else float("nan")
+    if criterion == "accuracy":
+        return top1
+    gain = top1 - parent_top1
+    if criterion == "gain-per-gflop":
+        return gain / (gflops - parent_gflops)
+    return gain / math.log(gflops / parent_gflops)
+
+
 def _score(criterion: str, cand: Candidate, parent: Candidate) -> float:
     if cand.result is None or cand.result.status != "ok" or not math.isfinite(cand.top1):
         return float("nan")
-    if criterion == "loss-drop-per-log-cost":
-        drop = _loss(parent) - _loss(cand)
-        return drop / math.log(cand.macs / cand.parent_macs) if math.isfinite(drop) else float("nan")
-    parent_top1 = parent.top1
-    if criterion == "accuracy":
-        return cand.top1
-    gain = cand.top1 - parent_top1
-    if criterion == "gain-per-gflop":
-        return gain / ((cand.macs - cand.parent_macs) / 1e9)
-    return gain / math.log(cand.macs / cand.parent_macs)
+    return criterion_score(criterion, cand.top1, _loss(cand), cand.macs / 1e9, parent.top1, _loss(parent),
+                           cand.parent_macs / 1e9)
 
 
 def contract(parent: Arch, chosen: Candidate, target_macs: float, step: int, tolerance: float, *,
