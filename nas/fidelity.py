@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 from nas.drivers.expand import criterion_score
 
 __all__ = ["FidelityError", "Pair", "StepAudit", "Report", "kendall_tau_b", "spearman_rho", "bootstrap_ci",
-           "rank_agreement", "select_rows", "expand_steps", "audit_steps", "build_report",
+           "rank_agreement", "row_tags", "select_rows", "expand_steps", "audit_steps", "build_report",
            "METRICS", "write_report"]
 
 METRICS = ("top1", "loss")
@@ -159,7 +159,8 @@ def rank_agreement(run: Sequence[float], reference: Sequence[float], *, what: st
 # What to audit
 
 
-def _tags(row: Mapping[str, str]) -> dict[str, Any]:
+def row_tags(row: Mapping[str, str]) -> dict[str, Any]:
+    """The ``tags`` column of a ``results.csv`` row as a mapping (empty if missing or not JSON)."""
     text = row.get("tags") or ""
     try:
         tags = json.loads(text) if text else {}
@@ -177,7 +178,7 @@ def _finite(text: str) -> bool:
 
 def expand_steps(rows: Sequence[Mapping[str, str]]) -> list[int]:
     """The forward steps (1, 2, ...) of an expansion run that have candidates."""
-    return sorted({int(r["step"]) for r in rows if _tags(r).get("role") == "candidate" and r["step"] != ""})
+    return sorted({int(r["step"]) for r in rows if row_tags(r).get("role") == "candidate" and r["step"] != ""})
 
 
 def select_rows(rows: Sequence[Mapping[str, str]], driver: str, *, sample: int, steps: Sequence[int] | None = None,
@@ -227,7 +228,7 @@ def select_rows(rows: Sequence[Mapping[str, str]], driver: str, *, sample: int, 
 
 
 def _is_candidate(row: Mapping[str, str], step: int) -> bool:
-    return _tags(row).get("role") == "candidate" and row.get("step", "") == str(step)
+    return row_tags(row).get("role") == "candidate" and row.get("step", "") == str(step)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -243,7 +244,6 @@ class Pair:
     gflops: float
     run_score: float
     reference_score: float
-    run_loss: float = float("nan")
     reference_loss: float = float("nan")
     step: int | None = None
     axis: str = ""

@@ -28,8 +28,10 @@ from pathlib import Path
 from typing import Any
 
 from nas.commands._run_options import add_run_arguments, open_run, proxy_from_args
+from nas.commands.argtypes import positive_int
 from nas.cost import GFLOPS_NOTE
 from nas.errors import UsageError
+from nas.fidelity import METRICS
 from nas.proxy import Proxy
 
 __all__ = ["register", "cmd_fidelity", "DEFAULT_REFERENCE", "DEFAULT_SAMPLE"]
@@ -50,26 +52,16 @@ def _step_list(text: str) -> list[int]:
     return sorted(set(steps))
 
 
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
-    return value
-
-
 def register(subparsers: Any) -> None:
     """Add ``xnas fidelity`` to the CLI."""
     p = subparsers.add_parser("fidelity", help="audit a run: its scores against a reference evaluation (Kendall tau)",
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run folder (runs/<name>) of expand, sample or search")
-    p.add_argument("--sample", type=_positive, default=DEFAULT_SAMPLE,
+    p.add_argument("--sample", type=positive_int, default=DEFAULT_SAMPLE,
                    help=f"audit at most this many architectures, drawn at random with --seed (default {DEFAULT_SAMPLE}); "
                    "for an expand run: the first steps that fit")
     p.add_argument("--expand-steps", type=_step_list, help="expand runs: audit these steps (e.g. 1,2,3), each with its parent")
-    p.add_argument("--metric", choices=("top1", "loss"), default="top1",
+    p.add_argument("--metric", choices=METRICS, default="top1",
                    help="rank by validation top-1 (default) or validation loss (lower is better)")
     p.add_argument("--json", action="store_true", help="print fidelity.json instead of the summary")
     add_run_arguments(p, proxy=DEFAULT_REFERENCE)
@@ -90,7 +82,7 @@ def _read_audited(run_dir: Path) -> tuple[str, dict[str, Any], list[dict[str, st
     return driver, stored.get("config", {}), read_results(results)
 
 
-def _expansion_path(run_dir: Path, rows: list[dict[str, str]]) -> tuple[dict[int, str], dict[int, str]]:
+def _expansion_path(run_dir: Path) -> tuple[dict[int, str], dict[int, str]]:
     """step -> accepted axis, and step -> hash of the step's parent, from ``trajectory.csv``."""
     accepted: dict[int, str] = {}
     accepted_hash: dict[int, str] = {}
@@ -109,11 +101,11 @@ def _expansion_path(run_dir: Path, rows: list[dict[str, str]]) -> tuple[dict[int
 def cmd_fidelity(args: argparse.Namespace) -> int:
     """Audit RUN_DIR (see the module docstring)."""
     from nas.dsl.arch import Arch
-    from nas.fidelity import FidelityError, Pair, build_report, select_rows, write_report
+    from nas.fidelity import FidelityError, Pair, build_report, row_tags, select_rows, write_report
 
     run_dir = Path(args.run_dir)
     driver, audited_config, rows = _read_audited(run_dir)
-    accepted, parents = _expansion_path(run_dir, rows) if driver == "expand" else ({}, {})
+    accepted, parents = _expansion_path(run_dir) if driver == "expand" else ({}, {})
     if args.expand_steps and driver != "expand":
         raise UsageError(f"--expand-steps: given for a {driver!r} run; allowed: only for expand runs")
     try:
@@ -131,7 +123,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     try:
         tags = []
         for r in chosen:
-            t = json.loads(r["tags"]) if r["tags"] else {}
+            t = row_tags(r)
             tags.append({"driver": "fidelity", "step": t.get("step", ""), "axis": t.get("axis", ""),
                          "role": t.get("role", ""), "audited_trial": r["trial"]})
         run.log(f"auditing {len(archs)} architecture(s) of {driver} run {run_dir}")
@@ -147,7 +139,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
             hash=r["hash"], name=r["name"], gflops=float(r["gflops"]),
             run_score=float(r["loss"] if loss_metric else r["top1"]),
             reference_score=(res.loss if loss_metric else res.top1) if ok else float("nan"),
-            run_loss=float(r["loss"]), reference_loss=res.loss if ok else float("nan"),
+            reference_loss=res.loss if ok else float("nan"),
             step=int(tag["step"]) if str(tag["step"]) != "" else None, axis=tag["axis"], role=tag["role"],
             reference_status=res.status))
     proxy = proxy_from_args(args, DEFAULT_REFERENCE)
