@@ -24,7 +24,9 @@ run as one batch per seed. Then ``report`` writes ``experiments/results/graded_t
     .venv/bin/python experiments/graded_task.py run        # hours on 2 cores; resumable
     .venv/bin/python experiments/graded_task.py report
 
-``run --only NAMES`` (comma-separated: order, random, seeds, axes) does one group.
+``run --only NAMES`` (comma-separated: order, random, seeds, axes) does those groups, ``--seeds 0,1``
+those trial seeds; ``--local`` trains one trial at a time in this process (1 thread, the same result as a
+Ray trial), leaving the other core free.
 """
 from __future__ import annotations
 
@@ -94,13 +96,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     from nas.integrations.ray_tune import RayEvaluator
 
     groups = args.only.split(",") if args.only else list(GROUPS)
+    seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(SEEDS)
     run = _open_run()
     randoms = stratified_draws()
     pairs = axis_pairs()
     # one batch per seed, so Ray keeps both workers busy to the end of it (a batch is a wave); within
     # a batch the order-blind pair, then the random strata cheapest first, then the axis pairs
     jobs: list[tuple[int, list[Arch], list[dict]]] = []
-    for seed in SEEDS:
+    for seed in seeds:
         archs, tags = [], []
         if "order" in groups and seed == 0:
             archs += framewise()
@@ -118,14 +121,23 @@ def cmd_run(args: argparse.Namespace) -> None:
             jobs.append((seed, archs, tags))
     try:
         for seed, archs, tags in jobs:
-            inner = RayEvaluator("synthetic", REFERENCE, seed, cpus_per_trial=1, log_dir=run.dir / "ray",
-                                 progress=False)
-            run.on_close(inner.shutdown)
+            if args.local:
+                import torch
+
+                from nas.evaluator import LocalEvaluator
+
+                torch.set_num_threads(1)
+                inner = LocalEvaluator("synthetic", REFERENCE, seed)
+            else:
+                inner = RayEvaluator("synthetic", REFERENCE, seed, cpus_per_trial=1, log_dir=run.dir / "ray",
+                                     progress=False)
+                run.on_close(inner.shutdown)
             t0 = time.perf_counter()
             results = run.evaluator(inner).evaluate(archs, [{**t, "seed": seed} for t in tags])
             done = ", ".join(f"{a.name} {r.top1:.1f}" for a, r in zip(archs, results))
             print(f"seed {seed}: {done} ({time.perf_counter() - t0:.0f} s)", flush=True)
-            inner.shutdown()
+            if not args.local:
+                inner.shutdown()
     finally:
         run.close()
 
@@ -255,6 +267,8 @@ def main() -> None:
     sub = parser.add_subparsers(dest="phase", required=True)
     p = sub.add_parser("run")
     p.add_argument("--only", help="comma-separated groups: " + ", ".join(GROUPS))
+    p.add_argument("--seeds", help="comma-separated trial seeds (default: " + ",".join(map(str, SEEDS)) + ")")
+    p.add_argument("--local", action="store_true", help="one trial at a time in this process, 1 thread")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("report")
     p.set_defaults(func=cmd_report)

@@ -4,7 +4,8 @@ The torch-free core: the search-space DSL (:class:`Space`, :class:`Arch`), the s
 reference architectures (:func:`load_space`, :func:`load_arch`) and the exact analytic cost model
 (:func:`count_cost`). Models are built by :func:`nas.models.build_model` (imports torch).
 """
-from nas.cost import Clip, Cost, count_cost
+from nas.cost import Clip, Cost
+from nas.families import count_cost
 from nas.dsl import Arch, Choice, Space
 from nas.errors import DSLError
 from nas.registry import arch_names, load_arch, load_space, space_names

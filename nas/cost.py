@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from nas.dsl.arch import Arch
 
-__all__ = ["Clip", "Cost", "Tally", "count_cost", "round8", "same_out", "GFLOPS_NOTE"]
+__all__ = ["Clip", "Cost", "Tally", "round8", "same_out", "GFLOPS_NOTE"]
 
 GFLOPS_NOTE = "GFLOPs = multiply-adds of conv and linear layers x 1e-9 (X3D/MoViNet convention)"
 
@@ -93,19 +91,3 @@ class Tally:
     def scalar(self, n: int = 1) -> None:
         """Learnable scalars (ReZero scales, positional-encoding scales)."""
         self.params += n
-
-
-def count_cost(arch: "Arch", frames: int | None = None, size: int | None = None) -> Cost:
-    """Exact multiply-adds and parameters of ``arch``.
-
-    Args:
-        arch: a frozen architecture.
-        frames: count for this many input frames instead of the architecture's own.
-        size: count for a ``size`` x ``size`` crop instead of the architecture's own.
-
-    Returns:
-        The cost for one clip (batch 1).
-    """
-    from nas.families import family_of
-
-    return family_of(arch.family).cost(arch.doc, frames=frames, crop=size)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["DSLError"]
+__all__ = ["DSLError", "RunError", "UsageError"]
 
 
 def _short(value: Any, limit: int = 80) -> str:
@@ -55,3 +55,14 @@ class DSLError(ValueError):
 
 class UsageError(Exception):
     """A mistake in a command line or its arguments: ``xnas`` prints it on one line and exits with 2."""
+
+
+class RunError(ValueError):
+    """A run cannot be opened as asked (bad name, a config that differs from the stored one, nothing
+    to resume). ``field`` names the argument (``name``, ``resume``, ``driver``, ``config.<key>``); the
+    message is ``FIELD: got ...; allowed: ...``. The command line reports it with its flag's name."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.detail = message
+        super().__init__(f"{field}: {message}")

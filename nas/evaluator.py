@@ -11,9 +11,23 @@ batch runs is the evaluator's business:
 * the Ray dispatch (``nas.integrations.ray_tune``) -- trials on a local or remote Ray cluster;
 * a run (``nas.runs``) wraps any of them to cache results, write the results table and the Optuna study.
 
+The contract every evaluator keeps (``tests/test_evaluator_contract.py`` checks each built-in one):
+
+* ``evaluate(archs, tags=None, on_result=None)`` returns one :class:`~nas.proxy.TrialResult` per
+  architecture, in order, with ``arch_hash`` equal to the architecture's hash and ``status`` one of
+  :data:`~nas.proxy.STATUSES` (``ok`` results have a finite ``top1``, the others a ``reason``); an
+  empty batch gives an empty list; ``tags`` of another length than ``archs`` is a ``ValueError``;
+* ``on_result(index, result)``, when given, is called exactly once per architecture as soon as its
+  result exists (before the whole batch is done where trials run in parallel), with the result
+  ``evaluate`` returns at that index: a recording run writes each result as it finishes, so a crash
+  loses no finished trial;
+* ``cache_key`` (a str) names everything besides the architecture that decides a result (proxy
+  budget, data, seed; or the formula): results under one key are interchangeable, so a run caches them.
+
 Each architecture may carry ``tags`` (a plain mapping such as ``{"driver": "expand", "step": 3,
 "axis": "width"}``) that recording evaluators copy into the results table; evaluators that do not
-record ignore them.
+record ignore them. Tags whose name starts with ``_`` are not recorded: :data:`TRIAL_TAG` carries the
+number of the Optuna trial a sampler asked, so the recording run tells that trial the result.
 
 This module does not import torch; :class:`LocalEvaluator` imports the trainer when first used.
 """
@@ -24,23 +38,47 @@ import time
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from nas.dsl.arch import Arch
-from nas.proxy import Proxy, TrialResult
+from nas.proxy import FAILED, OK, PRUNED, STATUSES, Proxy, TrialResult
 
-__all__ = ["Evaluator", "LocalEvaluator", "FormulaEvaluator", "Tags"]
+__all__ = ["Evaluator", "LocalEvaluator", "FormulaEvaluator", "Tags", "OnResult", "TRIAL_TAG", "OK", "FAILED",
+           "PRUNED", "STATUSES", "proxy_cache_key", "report_each", "check_tags"]
 
 Tags = Mapping[str, Any]
+OnResult = Callable[[int, TrialResult], None]
+TRIAL_TAG = "_trial"  # the Optuna trial number of a sampler's architecture (see the module docstring)
 
 
 @runtime_checkable
 class Evaluator(Protocol):
-    """Scores a batch of architectures; one result per architecture, in the same order."""
+    """Scores a batch of architectures; one result per architecture, in the same order (the contract
+    is in this module's docstring)."""
 
-    def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None) -> list[TrialResult]:
-        """Evaluate ``archs`` (``tags[i]`` describes ``archs[i]`` for recording evaluators)."""
+    @property
+    def cache_key(self) -> str:
+        """What, besides the architecture, decides a result."""
+        ...
+
+    def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None,
+                 on_result: OnResult | None = None) -> list[TrialResult]:
+        """Evaluate ``archs`` (``tags[i]`` describes ``archs[i]`` for recording evaluators); call
+        ``on_result(i, result)`` as each result exists."""
         ...
 
 
-def _check_tags(archs: Sequence[Arch], tags: Sequence[Tags] | None) -> None:
+def proxy_cache_key(proxy: Proxy, data: str, seed: int) -> str:
+    """The cache key of a proxy-trainer evaluator (local, in-process with checkpoints, or Ray)."""
+    return f"proxy:{proxy.hash}:data={data}:seed={seed}"
+
+
+def report_each(results: Sequence[TrialResult], on_result: OnResult | None, start: int = 0) -> None:
+    """Call ``on_result(start + i, result)`` for each result (evaluators that score one at a time)."""
+    if on_result is not None:
+        for i, result in enumerate(results):
+            on_result(start + i, result)
+
+
+def check_tags(archs: Sequence[Arch], tags: Sequence[Tags] | None) -> None:
+    """The contract's check: ``tags`` is None or has one entry per architecture (else ValueError)."""
     if tags is not None and len(tags) != len(archs):
         raise ValueError(f"tags: got {len(tags)} entries for {len(archs)} architectures; allowed: one per architecture")
 
@@ -62,12 +100,22 @@ class LocalEvaluator:
         self.seed = seed
         self.device = device
 
-    def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None) -> list[TrialResult]:
-        """Train and evaluate each architecture with the proxy."""
-        _check_tags(archs, tags)
+    @property
+    def cache_key(self) -> str:
+        """The proxy's hash, the data and the seed."""
+        return proxy_cache_key(self.proxy, self.data, self.seed)
+
+    def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None,
+                 on_result: OnResult | None = None) -> list[TrialResult]:
+        """Train and evaluate each architecture with the proxy, one after another."""
+        check_tags(archs, tags)
         from nas.train import evaluate
 
-        return [evaluate(arch, self.data, self.proxy, seed=self.seed, device=self.device) for arch in archs]
+        results = []
+        for arch in archs:
+            results.append(evaluate(arch, self.data, self.proxy, seed=self.seed, device=self.device))
+            report_each(results[-1:], on_result, len(results) - 1)
+        return results
 
 
 class FormulaEvaluator:
@@ -86,24 +134,31 @@ class FormulaEvaluator:
         self.name = name
         self.calls: list[str] = []
 
-    def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None) -> list[TrialResult]:
+    @property
+    def cache_key(self) -> str:
+        """``formula:<name>``."""
+        return f"formula:{self.name}"
+
+    def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None,
+                 on_result: OnResult | None = None) -> list[TrialResult]:
         """Score each architecture with the formula; cost fields are the exact analytic ones."""
-        _check_tags(archs, tags)
+        check_tags(archs, tags)
         results = []
         for arch in archs:
-            start = time.perf_counter()
-            self.calls.append(arch.hash)
-            cost = arch.cost()
-            common = dict(arch_name=arch.name, arch_hash=arch.hash, gflops=cost.gflops, params=cost.params,
-                          size=cost.size, frames=cost.frames, proxy_hash=f"formula:{self.name}", data="formula")
-            try:
-                top1 = float(self.score(arch))
-            except Exception as err:  # a failing formula is a failed trial, as a crashed training would be
-                results.append(TrialResult(status="failed", reason=f"{type(err).__name__}: {err}", **common))
-                continue
-            if not math.isfinite(top1):
-                results.append(TrialResult(status="failed", reason=f"score is {top1}", **common))
-                continue
-            results.append(TrialResult(status="ok", top1=top1, loss=0.0,
-                                       wall_s=time.perf_counter() - start, **common))
+            results.append(self._score(arch))
+            report_each(results[-1:], on_result, len(results) - 1)
         return results
+
+    def _score(self, arch: Arch) -> TrialResult:
+        start = time.perf_counter()
+        self.calls.append(arch.hash)
+        cost = arch.cost()
+        common = dict(arch_name=arch.name, arch_hash=arch.hash, gflops=cost.gflops, params=cost.params,
+                      size=cost.size, frames=cost.frames, proxy_hash=f"formula:{self.name}", data="formula")
+        try:
+            top1 = float(self.score(arch))
+        except Exception as err:  # a failing formula is a failed trial, as a crashed training would be
+            return TrialResult(status=FAILED, reason=f"{type(err).__name__}: {err}", **common)
+        if not math.isfinite(top1):
+            return TrialResult(status=FAILED, reason=f"score is {top1}", **common)
+        return TrialResult(status=OK, top1=top1, loss=0.0, wall_s=time.perf_counter() - start, **common)

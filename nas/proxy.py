@@ -13,13 +13,24 @@ from typing import Any
 from nas.cost import GFLOPS_NOTE
 from nas.data.synthetic import DEFAULT_TASK, TASKS
 
-__all__ = ["Proxy", "TrialResult", "OPTIMIZERS", "LAYOUTS", "MEMORY_REFUSAL"]
+__all__ = ["Proxy", "TrialResult", "OPTIMIZERS", "LAYOUTS", "MEMORY_REFUSAL", "OK", "FAILED", "PRUNED", "STATUSES",
+           "RAY_ERROR_PREFIX", "TUNE_STOPPED_PREFIX", "RETRY_ON_RESUME"]
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
 LAYOUTS = ("auto", "channels_last_3d", "channels_first")
 # Reason prefix of a trial refused before training because its estimated memory exceeded the limit:
 # a verdict about the machine, not the candidate, so a resumed run tries it again.
 MEMORY_REFUSAL = "too big to train: "
+# Reason prefixes of trials whose worker crashed or whose Tune run stopped: not the candidate's fault.
+RAY_ERROR_PREFIX = "ray trial error: "
+TUNE_STOPPED_PREFIX = "Tune stopped: "
+# A failed trial whose reason starts with one of these is not cached: a resumed run tries it again.
+RETRY_ON_RESUME = (RAY_ERROR_PREFIX, TUNE_STOPPED_PREFIX, MEMORY_REFUSAL)
+
+# A trial's status: it finished (``OK``, ``top1`` is finite), it failed (``FAILED``, ``reason`` says
+# why: a diverged loss, a crash, a refusal), or an early-stopping scheduler stopped it (``PRUNED``).
+OK, FAILED, PRUNED = "ok", "failed", "pruned"
+STATUSES = (OK, FAILED, PRUNED)
 
 
 @dataclass(frozen=True)
@@ -103,7 +114,8 @@ class Proxy:
 
 @dataclass
 class TrialResult:
-    """What one proxy trial measured. ``status`` is ``ok`` or ``failed`` (then ``reason`` says why)."""
+    """What one trial measured. ``status`` is one of :data:`STATUSES`: ``ok``, ``failed`` or ``pruned``
+    (then ``reason`` says why)."""
 
     arch_name: str
     arch_hash: str
@@ -123,6 +135,20 @@ class TrialResult:
     proxy_hash: str = ""
     data: str = ""
     skipped_files: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status: got {self.status!r}; allowed: {', '.join(STATUSES)}")
+
+    @property
+    def ok(self) -> bool:
+        """Whether the trial finished with a score."""
+        return self.status == OK
+
+    @property
+    def retry_on_resume(self) -> bool:
+        """Whether a resumed run should try this trial again (its failure was not the candidate's)."""
+        return self.status != OK and self.reason.startswith(RETRY_ON_RESUME)
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (adds the GFLOPs convention)."""

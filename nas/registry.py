@@ -1,74 +1,27 @@
-"""Where the shipped DSL documents are, and loading spaces and architectures by name or path.
-
-Spaces are ``spaces/<name>.yaml``; reference architectures are ``spaces/<space>/<name>.yaml``.
-In a source checkout (or an editable install) the folder is the repository's ``spaces/``; in a wheel
-it is shipped as ``nas/_spaces``.
+"""Loading spaces and architectures by name or path (where the shipped documents are:
+:mod:`nas.shipped`, whose names this module re-exports).
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from nas.dsl.arch import Arch
 from nas.dsl.space import Space
 from nas.errors import DSLError
+from nas.shipped import arch_names, looks_like_path, resolve_arch_path, space_names, spaces_dir
 
 __all__ = ["spaces_dir", "space_names", "arch_names", "load_space", "load_arch", "resolve_arch_path"]
-
-_DOC_SUFFIXES = (".yaml", ".yml", ".json")
-
-
-def spaces_dir() -> Path:
-    """The folder holding the shipped space and reference-architecture documents."""
-    package = Path(__file__).resolve().parent
-    for candidate in (package / "_spaces", package.parent / "spaces"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(f"no spaces/ folder next to {package}; is the package installed correctly?")
-
-
-def space_names() -> list[str]:
-    """Names of the shipped spaces, sorted."""
-    return sorted(p.stem for p in spaces_dir().glob("*.yaml"))
-
-
-@lru_cache(maxsize=None)
-def _arch_index() -> dict[str, Path]:
-    index: dict[str, Path] = {}
-    for path in sorted(spaces_dir().glob("*/*.yaml")):
-        index[path.stem] = path
-    return index
-
-
-def arch_names(space: str | None = None) -> list[str]:
-    """Names of the shipped reference architectures (of one space, if given)."""
-    return [n for n, p in _arch_index().items() if space is None or p.parent.name == space]
-
-
-def _looks_like_path(ref: str) -> bool:
-    return ref.endswith(_DOC_SUFFIXES) or "/" in ref or "\\" in ref
 
 
 def load_space(ref: str | Path) -> Space:
     """Load a space by name (``x3d``, ``movinet``) or from a document path."""
-    if isinstance(ref, Path) or _looks_like_path(ref):
+    if isinstance(ref, Path) or looks_like_path(ref):
         return Space.load(ref)
     path = spaces_dir() / f"{ref}.yaml"
     if not path.is_file():
         raise DSLError("space", ref, "a space name (" + ", ".join(space_names()) + ") or a document path",
                        reason="unknown space")
     return Space.load(path)
-
-
-def resolve_arch_path(ref: str | Path) -> Path:
-    """The document path of a reference-architecture name, or ``ref`` itself if it is a path."""
-    if isinstance(ref, Path) or _looks_like_path(ref):
-        return Path(ref)
-    try:
-        return _arch_index()[ref]
-    except KeyError:
-        raise DSLError("arch", ref, "a reference architecture (" + ", ".join(arch_names()) + ") or a document path",
-                       reason="unknown architecture") from None
 
 
 def load_arch(ref: str | Path) -> Arch:

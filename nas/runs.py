@@ -32,9 +32,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from nas.dsl.arch import Arch
-from nas.errors import UsageError
-from nas.evaluator import FormulaEvaluator, LocalEvaluator, Tags, _check_tags
-from nas.proxy import MEMORY_REFUSAL, TrialResult
+from nas.errors import RunError
+from nas.evaluator import TRIAL_TAG, OnResult, Tags, check_tags
+from nas.proxy import FAILED, OK, RETRY_ON_RESUME, TrialResult
 
 if TYPE_CHECKING:
     import pandas
@@ -60,7 +60,6 @@ NEUTRAL_KEYS = frozenset({
 # Failed trials whose reason starts so are infrastructure failures (Ray workers that crashed more than
 # --max-failures times, a candidate refused for this machine's memory), not the candidate's: they are
 # not served from the cache when a run resumes.
-RETRY_ON_RESUME = ("ray trial error: ", "Tune stopped: ", MEMORY_REFUSAL)
 
 # Exit status of the fault-injection switch (a real, abrupt process exit: no clean-up runs).
 FAULT_EXIT_CODE = 75
@@ -71,18 +70,11 @@ def _short_hash(data: Any) -> str:
 
 
 def evaluation_key(inner: Any) -> str:
-    """What, besides the architecture, determines an evaluator's result (the cache key part).
-
-    An evaluator may define ``cache_key``; the built-in ones are known here: the proxy trainer's key
-    is its proxy hash, data and seed; a formula's is its name.
-    """
+    """What, besides the architecture, determines an evaluator's result (the cache key part): its
+    ``cache_key`` (part of the :class:`~nas.evaluator.Evaluator` protocol)."""
     key = getattr(inner, "cache_key", None)
     if isinstance(key, str):
         return key
-    if isinstance(inner, FormulaEvaluator):
-        return f"formula:{inner.name}"
-    if isinstance(inner, LocalEvaluator):
-        return f"proxy:{inner.proxy.hash}:data={inner.data}:seed={inner.seed}"
     raise TypeError(f"evaluator: got {type(inner).__name__} without a 'cache_key' attribute; allowed: an "
                     "evaluator with a str cache_key (what determines its results besides the architecture)")
 
@@ -184,29 +176,30 @@ class Run:
         ``storage``).
 
         Reopening an existing run (``resume=True`` or simply the same name) continues it; a config that
-        differs in what changes results (anything but :data:`NEUTRAL_KEYS`) is a :class:`UsageError`
-        naming the field. ``resume=True`` for a run that does not exist is an error too.
+        differs in what changes results (anything but :data:`NEUTRAL_KEYS`) is a
+        :class:`~nas.errors.RunError` naming the field. ``resume=True`` for a run that does not exist
+        is an error too.
         """
         config = json.loads(json.dumps(config, default=str))  # plain JSON, as it will be stored
         essential = {k: v for k, v in config.items() if k not in NEUTRAL_KEYS}
         if name is None:
             name = f"{driver}-{_short_hash({'driver': driver, **essential})}"
         if not name or "/" in name or name.startswith("."):
-            raise UsageError(f"--name: got {name!r}; allowed: a folder name (no '/', not starting with '.')")
+            raise RunError("name", f"got {name!r}; allowed: a folder name (no '/', not starting with '.')")
         run_dir = Path(root) / name
         config_path = run_dir / "config.json"
         if config_path.is_file():
             stored = json.loads(config_path.read_text())
             if stored.get("driver") != driver:
-                raise UsageError(f"--name: run {name!r} was made by driver {stored.get('driver')!r}, not "
-                                 f"{driver!r}; allowed: another --name")
+                raise RunError("name", f"run {name!r} was made by driver {stored.get('driver')!r}, not "
+                                       f"{driver!r}; allowed: another name")
             old = stored.get("config", {})
             for key in sorted(set(old) | set(config)):
                 if key in NEUTRAL_KEYS:
                     continue
                 if old.get(key) != config.get(key):
-                    raise UsageError(f"config.{key}: got {_brief(config.get(key))} but run {name!r} was made "
-                                     f"with {_brief(old.get(key))}; allowed: the same value, or another --name")
+                    raise RunError(f"config.{key}", f"got {_brief(config.get(key))} but run {name!r} was made "
+                                   f"with {_brief(old.get(key))}; allowed: the same value, or another name")
             stored["config"] = {**old, **{k: config[k] for k in config if k in NEUTRAL_KEYS}}
             stored["resumed"] = stored.get("resumed", 0) + 1
             run = cls(run_dir, name, driver, stored["config"], storage)
@@ -215,8 +208,8 @@ class Run:
             run.log(f"resumed run {name} ({len(run._rows)} results on file)")
         else:
             if resume:
-                raise UsageError(f"--resume: no run {name!r} under {Path(root)}; allowed: the name of an "
-                                 "existing run (or leave out --resume to start one)")
+                raise RunError("resume", f"no run {name!r} under {Path(root)}; allowed: the name of an "
+                                         "existing run (or resume=False to start one)")
             run_dir.mkdir(parents=True, exist_ok=True)
             run = cls(run_dir, name, driver, config, storage)
             write_json(config_path, {"driver": driver, "name": name, "config": config,
@@ -229,7 +222,7 @@ class Run:
     def _load(self) -> None:
         self._rows = read_results(self.results_path)
         for row in self._rows:
-            if row["reason"].startswith(RETRY_ON_RESUME):
+            if row["status"] != OK and row["reason"].startswith(RETRY_ON_RESUME):
                 continue  # a trial whose worker crashed (not the candidate's fault): a resume retries it
             self._cache[(row["hash"], row["eval_key"])] = _result_from_row(row)
 
@@ -397,10 +390,10 @@ class Run:
 class RecordingEvaluator:
     """An evaluator that looks results up in its run first and records every new one.
 
-    ``evaluate`` returns one result per architecture, in order (cache hits included). Results are
-    recorded as each finishes when the inner evaluator supports it (an ``on_result(index, result)``
-    attribute, as the Ray dispatch has; the built-in in-process evaluators are called one architecture
-    at a time), so a crash in the middle of a batch loses no finished trial.
+    ``evaluate`` returns one result per architecture, in order (cache hits included). Each new result
+    is recorded as soon as the inner evaluator reports it through ``on_result`` (the protocol's
+    callback; an evaluator whose ``evaluate`` does not take one is called one architecture at a time),
+    so a crash in the middle of a batch loses no finished trial.
     """
 
     def __init__(self, run: Run, inner: "Evaluator", max_gflops: float | None = None,
@@ -418,9 +411,11 @@ class RecordingEvaluator:
         """The inner evaluator's evaluation key."""
         return self.key
 
-    def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None) -> list[TrialResult]:
-        """Evaluate ``archs`` (cache first), record new results, return one result per architecture."""
-        _check_tags(archs, tags)
+    def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None,
+                 on_result: OnResult | None = None) -> list[TrialResult]:
+        """Evaluate ``archs`` (cache first), record new results, return one result per architecture;
+        ``on_result(i, result)`` as each exists (cache hits and cost-cap refusals first)."""
+        check_tags(archs, tags)
         tags = list(tags) if tags is not None else [{} for _ in archs]
         results: list[TrialResult | None] = [None] * len(archs)
         todo: list[int] = []
@@ -430,8 +425,8 @@ class RecordingEvaluator:
             hit = self.run.cached(arch, self.key)
             if hit is not None:
                 results[i] = hit
-                if "_trial" in tags[i]:
-                    self.run.tell_cached(arch, hit, int(tags[i]["_trial"]))
+                if TRIAL_TAG in tags[i]:
+                    self.run.tell_cached(arch, hit, int(tags[i][TRIAL_TAG]))
             elif self.max_gflops is not None and arch.cost().gflops > self.max_gflops:
                 results[i] = self._over_cap(arch, tags[i])
                 over_cap += 1
@@ -440,47 +435,47 @@ class RecordingEvaluator:
             else:
                 first_of[arch.hash] = i
                 todo.append(i)
+        if on_result is not None:
+            for i, result in enumerate(results):
+                if result is not None:
+                    on_result(i, result)
         if todo:
             over = f", {over_cap} over the cost cap" if over_cap else ""
             self.run.log(f"evaluating {len(todo)} architecture(s) ({len(archs) - len(todo) - over_cap} cached{over})")
         recorded: set[int] = set()
 
-        def on_result(j: int, result: TrialResult) -> None:
+        def record(j: int, result: TrialResult) -> None:
             i = todo[j]
             if i in recorded:
                 return
             recorded.add(i)
             results[i] = result
             self.run.record(archs[i], result, self.key, tags[i], _trial_of(tags[i]))
+            if on_result is not None:
+                on_result(i, result)
 
         sub_archs = [archs[i] for i in todo]
         sub_tags = [tags[i] for i in todo]
-        if todo and hasattr(self.inner, "on_result"):
-            self.inner.on_result = on_result
-            try:
-                out = self.inner.evaluate(sub_archs, sub_tags)
-            finally:
-                self.inner.on_result = None
-            for j, result in enumerate(out):
-                on_result(j, result)
-        elif isinstance(self.inner, (LocalEvaluator, FormulaEvaluator)):
+        if todo and _takes_on_result(self.inner):
+            for j, result in enumerate(self.inner.evaluate(sub_archs, sub_tags, on_result=record)):
+                record(j, result)  # a no-op for those already reported
+        else:
             for j, (arch, tag) in enumerate(zip(sub_archs, sub_tags)):
-                on_result(j, self.inner.evaluate([arch], [tag])[0])
-        elif todo:
-            for j, result in enumerate(self.inner.evaluate(sub_archs, sub_tags)):
-                on_result(j, result)
+                record(j, self.inner.evaluate([arch], [tag])[0])
         for i, arch in enumerate(archs):
             if results[i] is None:  # an in-batch duplicate
                 results[i] = dataclasses.replace(results[first_of[arch.hash]])
-                if "_trial" in tags[i]:
-                    self.run.tell_cached(arch, results[i], int(tags[i]["_trial"]))
+                if TRIAL_TAG in tags[i]:
+                    self.run.tell_cached(arch, results[i], int(tags[i][TRIAL_TAG]))
+                if on_result is not None:
+                    on_result(i, results[i])
         return [r for r in results if r is not None]
 
 
     def _over_cap(self, arch: Arch, tags: Tags) -> TrialResult:
         """Record ``arch`` as failed for exceeding the cost cap, untrained; the recorded result."""
         cost = arch.cost()
-        result = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="failed",
+        result = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status=FAILED,
                              reason=f"not trained: {cost.gflops:.3f} GFLOPs is over the cost cap "
                                     f"{self.max_gflops:g} ({self.max_gflops_origin})",
                              gflops=cost.gflops, params=cost.params, frames=cost.frames)
@@ -488,8 +483,19 @@ class RecordingEvaluator:
         return dataclasses.replace(result)
 
 
+def _takes_on_result(evaluator: Any) -> bool:
+    """Whether ``evaluator.evaluate`` accepts the protocol's ``on_result`` keyword."""
+    import inspect
+
+    try:
+        params = inspect.signature(evaluator.evaluate).parameters
+    except (TypeError, ValueError):
+        return False
+    return "on_result" in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
 def _trial_of(tags: Mapping[str, Any]) -> int | None:
-    value = tags.get("_trial")
+    value = tags.get(TRIAL_TAG)
     return int(value) if value is not None else None
 
 

@@ -307,7 +307,7 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         result.status = "failed"
         result.reason = (f"{MEMORY_REFUSAL}needs about {need:.1f} GiB at proxy scale (batch {proxy.batch_size}, "
                          f"{arch.clip.frames} frames, size-scale {proxy.size_scale}); memory limit {limit:.1f} GiB "
-                         "(--memory-per-trial, or what the machine has free)")
+                         "(memory_limit_gib, set by xnas --memory-per-trial, or what the machine has free)")
         result.wall_s = time.perf_counter() - t_start
         return result
     _seed_everything(seed)

@@ -11,7 +11,7 @@ from nas import load_arch, load_space
 from nas.drivers.expand import (
     AXES, ExpandError, build_candidates, expand, factor_bounds, replay, solve_axis, write_outputs,
 )
-from nas.drivers.expand_formula import x3d_factors
+from nas.formulas import x3d_factors
 from nas.evaluator import FormulaEvaluator
 from nas.families.x3d import cost as x3d_cost
 

@@ -27,7 +27,7 @@ from nas.fidelity import (
 )
 from nas.formulas import FORMULAS, get_formula, hash_normal, register_formula
 from nas.runs import read_results
-from nas.tunas.testing import TINY_SPACE
+from nas.drivers.tunas.testing import TINY_SPACE
 
 LOCAL = ["--executor", "local", "--no-progress"]
 

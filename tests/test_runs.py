@@ -9,7 +9,7 @@ import pandas
 import pytest
 
 from nas import load_arch, load_space
-from nas.errors import UsageError
+from nas.errors import RunError
 from nas.evaluator import FormulaEvaluator
 from nas.formulas import FORMULAS, formula_names, get_formula, register_formula
 from nas.plots import pareto_front, pareto_plot
@@ -106,15 +106,15 @@ def test_failed_trial_is_recorded_with_reason(tmp_path):
 
 def test_config_change_is_an_error_naming_the_field(tmp_path):
     _open(tmp_path, steps=10)
-    with pytest.raises(UsageError, match=r"config\.steps: got 20 but run 'r' was made with 10"):
+    with pytest.raises(RunError, match=r"config\.steps: got 20 but run 'r' was made with 10"):
         _open(tmp_path, steps=20)
     # result-neutral settings may change on resume
     run = Run.open("r", driver="test", config={"space": "movinet", "steps": 10, "executor": "local"},
                    root=tmp_path, resume=True)
     assert run.config["executor"] == "local"
-    with pytest.raises(UsageError, match="--resume: no run 'nope'"):
+    with pytest.raises(RunError, match="resume: no run 'nope'"):
         Run.open("nope", driver="test", config={}, root=tmp_path, resume=True)
-    with pytest.raises(UsageError, match="made by driver 'test'"):
+    with pytest.raises(RunError, match="name: run 'r' was made by driver 'test'"):
         Run.open("r", driver="other", config={"space": "movinet", "steps": 10}, root=tmp_path)
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from nas.cli import main
 from nas.dsl import Arch
-from nas.tunas.testing import TINY_SPACE, tiny_space
+from nas.drivers.tunas.testing import TINY_SPACE, tiny_space
 
 FAST = ["--target-gflops", "0.0015", "--search-steps", "4", "--search-size-scale", "1", "--search-batch-size", "2", "--archs-per-step", "1",
         "--val-multiplier", "2", "--search-train-clips", "4", "--clip", "4x2x32", "--top-k", "1",

@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from nas.tunas.controller import Controller, EmaBaseline, Policy, reward, rl_lr_factor, warmup_probability
-from nas.tunas.testing import tiny_space
+from nas.drivers.tunas.controller import Controller, EmaBaseline, Policy, reward, rl_lr_factor, warmup_probability
+from nas.drivers.tunas.testing import tiny_space
 
 
 def _kernel_quality(arch) -> float:
@@ -123,7 +123,7 @@ def test_state_dict_round_trip_continues_identically() -> None:
 def test_interrupted_search_resumes_to_the_uninterrupted_result(tmp_path) -> None:
     """Supernet weights, optimisers, logits, Adam moments, baseline, RNG states and step are checkpointed
     together: stopping after 3 of 6 steps and resuming ends exactly where an uninterrupted search does."""
-    from nas.tunas.search import SearchConfig, default_fixed, run_search
+    from nas.drivers.tunas.search import SearchConfig, default_fixed, run_search
 
     space = tiny_space()
     cfg = SearchConfig(target_gflops=0.0015, fixed=default_fixed(space), steps=6, batch_size=2, archs_per_step=2,

@@ -6,8 +6,8 @@ import torch
 
 import nas
 from nas.dsl import Arch
-from nas.tunas.supernet import Path, Supernet, kernel_positions
-from nas.tunas.testing import tiny_space
+from nas.drivers.tunas.supernet import Path, Supernet, kernel_positions
+from nas.drivers.tunas.testing import tiny_space
 
 
 def _standalone_train_mode(model: torch.nn.Module) -> torch.nn.Module:

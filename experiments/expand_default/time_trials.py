@@ -19,7 +19,7 @@ import torch
 
 from nas import load_arch
 from nas.drivers.expand import expand
-from nas.drivers.expand_formula import x3d_factors
+from nas.formulas import x3d_factors
 from nas.evaluator import FormulaEvaluator
 from nas.proxy import Proxy
 from nas.train import evaluate

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 import nas
 from nas.dsl import Arch
 from nas.families.movinet import resolve
-from nas.tunas.search import default_fixed
-from nas.tunas.supernet import Path as NetPath, Supernet
+from nas.drivers.tunas.search import default_fixed
+from nas.drivers.tunas.supernet import Path as NetPath, Supernet
 
 
 def _time(fn, reps: int) -> tuple[float, float]:

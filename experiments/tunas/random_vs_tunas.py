@@ -33,7 +33,7 @@ import nas.train
 from nas.dsl import Arch
 from nas.integrations.optuna_study import abs_reward
 from nas.proxy import Proxy
-from nas.tunas.search import default_fixed
+from nas.drivers.tunas.search import default_fixed
 
 
 def _rows(run: Path) -> list[dict]:

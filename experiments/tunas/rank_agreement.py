@@ -34,9 +34,9 @@ import nas.train
 from nas.fidelity import kendall_tau_b  # the project's one implementation (xnas fidelity)
 from nas.families.movinet import resolve
 from nas.proxy import Proxy
-from nas.tunas.controller import Controller
-from nas.tunas.search import SearchConfig, _Data, _lr_factor, supernet_loss
-from nas.tunas.supernet import Path as NetPath, Supernet
+from nas.drivers.tunas.controller import Controller
+from nas.drivers.tunas.search import SearchConfig, _Data, _lr_factor, supernet_loss
+from nas.drivers.tunas.supernet import Path as NetPath, Supernet
 
 
 def _load(search_dir: str) -> tuple[dict, SearchConfig]:

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Sequence
 
 from nas.data.synthetic import DEFAULT_TASK, TASKS
-from nas.errors import UsageError
+from nas.errors import RunError, UsageError
+from nas.evaluator import proxy_cache_key
 from nas.proxy import Proxy, TrialResult
 from nas.commands.argtypes import fraction as _fraction
 from nas.commands.argtypes import non_negative_float as _non_negative_float
@@ -21,7 +22,7 @@ from nas.commands.argtypes import positive_int as _positive_int
 
 if TYPE_CHECKING:
     from nas.dsl.arch import Arch
-    from nas.evaluator import Evaluator, Tags
+    from nas.evaluator import Evaluator, OnResult, Tags
     from nas.runs import RecordingEvaluator, Run
 
 __all__ = ["add_run_arguments", "open_run", "proxy_from_args", "run_settings", "InProcessProxyEvaluator"]
@@ -127,13 +128,15 @@ class InProcessProxyEvaluator:
         self.data, self.proxy, self.seed = data, proxy, seed
         self.memory_limit_gib = memory_limit_gib
         self.checkpoint_dir = checkpoint_dir
-        self.cache_key = f"proxy:{proxy.hash}:data={data}:seed={seed}"
-        self.on_result = None
+        self.cache_key = proxy_cache_key(proxy, data, seed)
 
-    def evaluate(self, archs: Sequence["Arch"], tags: Sequence["Tags"] | None = None) -> list[TrialResult]:
+    def evaluate(self, archs: Sequence["Arch"], tags: Sequence["Tags"] | None = None,
+                 on_result: "OnResult | None" = None) -> list[TrialResult]:
         """Train and evaluate each architecture, one after another."""
+        from nas.evaluator import check_tags
         from nas.train import evaluate
 
+        check_tags(archs, tags)
         results = []
         for j, arch in enumerate(archs):
             ckpt = self.checkpoint_dir / f"{arch.hash}-{self.proxy.hash}-{self.seed}.pt"
@@ -147,10 +150,17 @@ class InProcessProxyEvaluator:
                                      reason=f"{type(err).__name__}: {err}", gflops=cost.gflops,
                                      params=cost.params, seed=self.seed, proxy_hash=self.proxy.hash)
             results.append(result)
-            if self.on_result is not None:
-                self.on_result(j, result)
+            if on_result is not None:
+                on_result(j, result)
             ckpt.unlink(missing_ok=True)  # recorded: the checkpoint is no longer needed
         return results
+
+
+def usage_error(err: RunError) -> UsageError:
+    """A run's error as the command line says it: its field as the flag that sets it."""
+    flag = {"name": "--name", "resume": "--resume", "driver": "--name"}.get(err.field, err.field)
+    detail = err.detail.replace("another name", "another --name").replace("resume=False", "leave out --resume")
+    return UsageError(f"{flag}: {detail}")
 
 
 def open_run(args: argparse.Namespace, *, driver: str, config: dict) -> "tuple[Run, RecordingEvaluator]":
@@ -171,8 +181,11 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict) -> "tuple[R
             raise UsageError(str(err).replace("evaluator.formula", "--formula")) from None
     settings = run_settings(args)
     full = {**config, **settings}
-    run = Run.open(args.name, driver=driver, config=full, root=args.runs_dir, resume=args.resume,
-                   storage=args.storage)
+    try:
+        run = Run.open(args.name, driver=driver, config=full, root=args.runs_dir, resume=args.resume,
+                       storage=args.storage)
+    except RunError as err:
+        raise usage_error(err) from None
     run.fail_after_trials = args.fail_after_trials
     proxy = proxy_from_args(args, Proxy.from_dict(args._default_proxy))
     inner: "Evaluator"

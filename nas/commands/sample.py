@@ -32,11 +32,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from typing import Any
 
 from nas.commands._run_options import add_run_arguments, open_run
 from nas.cost import GFLOPS_NOTE
+from nas.errors import UsageError
 from nas.proxy import Proxy
 from nas.commands.argtypes import clip as _clip, non_negative_float as _non_negative_float
 from nas.commands.argtypes import positive_float as _positive_float, positive_int as _positive_int
@@ -79,33 +79,34 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_sample)
 
 
-def _objectives(strategy: str, target: float | None) -> list[str]:
-    if strategy == "nsga2":
-        return ["top1", "gflops"]
-    return ["reward"] if target else ["top1"]
-
-
 def cmd_sample(args: argparse.Namespace) -> int:
     """Run the sampler until ``--trials`` trials are finished; write the plots; print the Pareto set."""
+    from nas.drivers.sample import SampleConfig, cost_cap, fix_clip, sample
+    from nas.errors import DSLError
     from nas.registry import load_arch, load_space
 
     space = load_space(args.space)
     if args.clip:
-        space = _fix_clip(space, args.clip)
+        try:
+            space = fix_clip(space, args.clip)
+        except (ValueError, DSLError) as err:
+            raise UsageError(f"--clip: {err}") from None
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     baseline_archs = [load_arch(b) for b in baselines]
-    cap, origin = _cost_cap(args, space.name)
+    cfg = SampleConfig(strategy=args.strategy, trials=args.trials, target_gflops=args.target_gflops, batch=args.batch,
+                       population=args.population, seed=args.seed, timeout=args.timeout)
+    cap, origin = cost_cap(space.name, args.max_gflops, args.target_gflops)
     config = {"space": space.name, "space_hash": _space_hash(space), "strategy": args.strategy,
               "trials": args.trials, "target_gflops": args.target_gflops, "max_gflops": cap, "batch": args.batch,
               "population": args.population if args.strategy == "nsga2" else None,
-              "objectives": _objectives(args.strategy, args.target_gflops)}
+              "objectives": cfg.objectives}
     run, evaluator = open_run(args, driver="sample", config=config)
     evaluator.max_gflops, evaluator.max_gflops_origin = cap, origin
     try:
         run.register_space(space)
         if cap is not None:
             run.log(f"cost cap: candidates over {cap:g} GFLOPs are recorded as failed, untrained ({origin})")
-        _sample_loop(args, run, evaluator, space)
+        sample(space, evaluator, run.study, cfg, log=run.log)
         if baseline_archs:
             run.log(f"evaluating {len(baseline_archs)} baseline(s) under the same proxy: {', '.join(baselines)}")
             evaluator.evaluate(baseline_archs, [{"driver": "sample", "role": "baseline"} for _ in baseline_archs])
@@ -117,84 +118,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
         run.close()
 
 
-def _fix_clip(space: Any, clip: tuple[int, int, int]) -> Any:
-    """The sub-space at one clip, named ``<space>-FxSxC`` (what ``xnas search --clip`` searches)."""
-    from nas.errors import DSLError, UsageError
-    from nas.tunas.search import default_fixed
-
-    try:
-        return space.fix(default_fixed(space, clip), name=f"{space.name}-{'x'.join(map(str, clip))}")
-    except (ValueError, DSLError) as err:
-        raise UsageError(f"--clip: {err}") from None
-
-
-def _cost_cap(args: argparse.Namespace, space_name: str) -> tuple[float | None, str]:
-    """The cost cap and where it comes from: ``--max-gflops``, else the space's largest reference
-    architecture (or twice the target, if that is more); ``None`` when there is neither."""
-    from nas.registry import arch_names, load_arch
-
-    if args.max_gflops is not None:
-        return (float(args.max_gflops) or None), "--max-gflops"
-    refs = {name: load_arch(name).cost().gflops for name in arch_names(space_name)}
-    cap, origin = None, ""
-    if refs:
-        name = max(refs, key=refs.get)
-        cap, origin = round(refs[name], 4), f"the space's largest reference, {name}; raise with --max-gflops"
-    if args.target_gflops and (cap is None or 2 * args.target_gflops > cap):
-        cap, origin = 2 * float(args.target_gflops), "2 x --target-gflops; raise with --max-gflops"
-    return cap, origin
-
-
 def _space_hash(space: Any) -> str:
     import hashlib
 
     return hashlib.sha256(space.to_yaml().encode()).hexdigest()[:12]
-
-
-def _sample_loop(args: argparse.Namespace, run: Any, evaluator: Any, space: Any) -> None:
-    from nas.integrations.optuna_study import make_sampler
-
-    study = run.study
-    deadline = None if args.timeout is None else time.monotonic() + args.timeout
-    asked_here = False  # the budget stops asking only after one batch of this invocation: progress is made
-    pending = study.unfinished(space)
-    if pending:
-        run.log(f"finishing {len(pending)} trial(s) asked before the run stopped")
-    while True:
-        if pending:
-            asked, pending = pending, []
-        else:
-            total = study.next_number()
-            remaining = args.trials - total
-            if remaining <= 0:
-                break
-            if deadline is not None and asked_here and time.monotonic() >= deadline:
-                run.log(f"--timeout {args.timeout:g} s reached after {total} trial(s); rerun the command to go on")
-                break
-            batch_index = total // args.batch
-            sampler = make_sampler(args.strategy, seed=args.seed * 1_000_003 + batch_index,
-                                   population_size=args.population)
-            if args.strategy == "nsga2" and args.target_gflops:
-                sampler = _constrained_nsga2(args, batch_index)
-            asked = study.ask_batch(space, min(args.batch, remaining), sampler)
-            asked_here = True
-        archs = [space.freeze(sample) for _, sample in asked]
-        tags = [{"driver": "sample", "step": number // args.batch, "strategy": args.strategy, "_trial": number}
-                for number, _ in asked]
-        evaluator.evaluate(archs, tags)
-
-
-def _constrained_nsga2(args: argparse.Namespace, batch_index: int) -> Any:
-    import optuna
-
-    target = float(args.target_gflops)
-
-    def constraints(trial: Any) -> list[float]:
-        gflops = trial.user_attrs.get("gflops")
-        return [float(gflops) - target if gflops is not None else 1.0]
-
-    return optuna.samplers.NSGAIISampler(seed=args.seed * 1_000_003 + batch_index, population_size=args.population,
-                                         constraints_func=constraints)
 
 
 def _finish(args: argparse.Namespace, run: Any) -> int:

@@ -102,62 +102,30 @@ def _space_hash(space: Any) -> str:
     return hashlib.sha256(space.to_yaml().encode()).hexdigest()[:12]
 
 
-def _reclip(arch: Any, clip: tuple[int, int, int], suffix: bool = True) -> Any:
-    """The architecture at the search clip (frames, frame stride, crop)."""
-    from nas.dsl import Arch
-
-    doc = arch.to_dict()
-    frames, stride, crop = clip
-    doc["clip"] = {"frames": frames, "frame_stride": stride, "crop": crop}
-    if suffix:
-        doc["name"] = f"{arch.name}-{frames}x{stride}x{crop}"
-    return Arch.from_dict(doc)
-
-
 def _baselines(args: argparse.Namespace, space: Any, targets: list[float]) -> list[Any]:
-    from nas.registry import arch_names, load_arch
+    from nas.drivers.tunas.driver import nearest_baselines, reclip
+    from nas.registry import load_arch
 
     spec = args.baselines.strip()
     if spec in ("", "none"):
         return []
     if spec == "nearest":
-        candidates = [_reclip(load_arch(n), args.clip) for n in arch_names() if load_arch(n).space == space.name]
-        chosen: dict[str, Any] = {}
-        for t in targets:
-            if candidates:
-                best = min(candidates, key=lambda a: abs(math.log(a.cost().gflops / t)))
-                chosen[best.hash] = best
-        return list(chosen.values())
+        return nearest_baselines(space, targets, args.clip)
     out = []
     for name in (s.strip() for s in spec.split(",") if s.strip()):
         try:
             arch = load_arch(name)
         except Exception as err:
             raise UsageError(f"--baselines: got {name!r}; allowed: 'nearest', 'none' or reference names ({err})") from None
-        out.append(_reclip(arch, args.clip))
+        out.append(reclip(arch, args.clip))
     return out
-
-
-def _search_job(space: Any, cfg: Any, out_dir: str, data: str, top_k: int) -> Any:
-    """One search as a Ray task: :func:`nas.tunas.search.run_search`, its status lines appended to
-    ``out_dir/search.log`` (a worker has no terminal)."""
-    from pathlib import Path
-
-    from nas.tunas.search import run_search
-
-    Path(out_dir).mkdir(parents=True, exist_ok=True)
-    with open(Path(out_dir) / "search.log", "a", encoding="utf-8") as log_file:
-        def log(message: str) -> None:
-            log_file.write(message + "\n")
-            log_file.flush()
-
-        return run_search(space, cfg, out_dir, data=data, top_k=top_k, progress=False, log=log)
 
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Run one TuNAS search per target, retrain the winners, plot; print a summary."""
     from nas.registry import load_space
-    from nas.tunas.search import SearchConfig, default_fixed, run_search
+    from nas.drivers.tunas.driver import TunasConfig, search_and_retrain
+    from nas.drivers.tunas.search import SearchConfig, default_fixed
 
     space = load_space(args.space)
     if space.family != "movinet":
@@ -182,56 +150,29 @@ def cmd_search(args: argparse.Namespace) -> int:
     config = {"space": space.name, "space_hash": _space_hash(space), "targets": targets,
               "target_gflops": targets[0] if len(targets) == 1 else None, "search": search_cfg,
               "top_k": args.top_k, "baselines": [b.name for b in baselines], "retrain": args.retrain}
-    import dataclasses
-
     run, evaluator = open_run(args, driver="search", config=config)
     try:
         run.register_space(space)
-        configs = [dataclasses.replace(base, target_gflops=t) for t in targets]
-        for cfg in configs:
+        tunas = TunasConfig(search=base, targets=tuple(targets), top_k=args.top_k, retrain=args.retrain)
+        for cfg in tunas.configs:
             run.log(f"search: target {cfg.target_gflops:g} GFLOPs at clip {args.clip[0]}x{args.clip[1]}x{args.clip[2]}, "
                     f"{cfg.steps} steps ({GFLOPS_NOTE})")
-        ray_inner = getattr(evaluator.inner, "map", None)
-        if len(configs) > 1 and ray_inner is not None and args.fail_after_steps is None:
-            # one Ray task per target, as many at once as --cpus-per-trial allows; each search
-            # checkpoints in its own folder, so --resume resumes every unfinished one
-            run.log(f"running {len(configs)} searches as Ray tasks ({args.cpus_per_trial:g} CPU each); "
+        map_fn = getattr(evaluator.inner, "map", None)
+        if len(targets) > 1 and map_fn is not None and args.fail_after_steps is None:
+            run.log(f"running {len(targets)} searches as Ray tasks ({args.cpus_per_trial:g} CPU each); "
                     "their progress goes to search-<target>/search.log")
-            results = ray_inner(_search_job, [
-                {"space": space, "cfg": cfg, "out_dir": str(run.dir / f"search-{cfg.target_gflops:g}"),
-                 "data": args.data, "top_k": args.top_k} for cfg in configs])
-        else:
-            results = []
-            for cfg in configs:
-                result = run_search(space, cfg, run.dir / f"search-{cfg.target_gflops:g}", data=args.data,
-                                    top_k=args.top_k, progress=args.progress and sys.stderr.isatty(), log=run.log,
+        result = search_and_retrain(space, tunas, evaluator, out_dir=run.dir, data=args.data, baselines=baselines,
+                                    map_fn=map_fn, progress=args.progress and sys.stderr.isatty(), log=run.log,
                                     stop_after=args.fail_after_steps)
-                if args.fail_after_steps is not None and result.steps_done < cfg.steps:
-                    run.log(f"fault injection: exiting after {result.steps_done} search steps")
-                    sys.stderr.flush()
-                    os._exit(FAULT_EXIT_CODE)
-                results.append(result)
-        searches = []
-        for t, result in zip(targets, results):
-            run.save_arch(result.argmax, name=f"tunas-{t:g}-argmax")
-            off = result.argmax.cost().gflops / t - 1
-            run.log(f"search: target {t:g}: argmax {result.argmax.cost().gflops:.4g} GFLOPs ({off:+.1%}), "
-                    f"{result.wall_s:.0f} s, {result.step_s:.2f} s per supernet training step")
-            searches.append((t, result))
-        retrained: dict[str, Any] = {}
-        if args.retrain:
-            archs, tags = [], []
-            for t, result in searches:
-                for role, arch in [("argmax", result.argmax)] + [(f"top{i + 1}", a) for i, a in enumerate(result.top_k)]:
-                    archs.append(arch)
-                    tags.append({"driver": "search", "role": role, "target_gflops": t})
-            for b in baselines:
-                archs.append(b)
-                tags.append({"driver": "search", "role": "baseline"})
-            run.log(f"retraining {len(archs)} architecture(s) from scratch with the proxy")
-            for arch, res in zip(archs, evaluator.evaluate(archs, tags)):
-                retrained[arch.hash] = res
-        return _finish(args, run, searches, baselines, retrained)
+        unfinished = len(result.searches) < len(tunas.configs) or any(
+            r.steps_done < cfg.steps for cfg, (_, r) in zip(tunas.configs, result.searches))
+        if args.fail_after_steps is not None and unfinished:
+            run.log("fault injection: exiting before the search finished")
+            sys.stderr.flush()
+            os._exit(FAULT_EXIT_CODE)
+        for t, r in result.searches:
+            run.save_arch(r.argmax, name=f"tunas-{t:g}-argmax")
+        return _finish(args, run, result.searches, baselines, result.retrained)
     finally:
         run.close()
 

@@ -2,5 +2,5 @@
 :class:`~nas.evaluator.Evaluator`; where trials run and how they are recorded is not its business.
 
 * ``expand`` -- X3D progressive expansion and backward contraction (``xnas expand``);
-* ``nas.tunas`` -- TuNAS weight-sharing supernet and REINFORCE controller (``xnas search``).
+* ``nas.drivers.tunas`` -- TuNAS weight-sharing supernet and REINFORCE controller (``xnas search``).
 """

@@ -131,8 +131,8 @@ class Arch:
         return family_of(self.family).clip(self.doc)
 
     def cost(self, frames: int | None = None, size: int | None = None) -> "Cost":
-        """Exact analytic cost (multiply-adds and params); see :func:`nas.cost.count_cost`."""
-        from nas.cost import count_cost
+        """Exact analytic cost (multiply-adds and params); see :func:`nas.families.count_cost`."""
+        from nas.families import count_cost
 
         return count_cost(self, frames=frames, size=size)
 

@@ -1,62 +1,41 @@
 """Families: the schema of each kind of network, how to read its clip, and its analytic cost.
 
-A family module is torch-free. It provides a :class:`Family` with
+A family module is torch-free. It provides a :class:`~nas.families.base.Family` with
 
 * ``fields`` -- the document fields after the common header (a dict of :class:`~nas.dsl.schema.Field`);
 * ``resolve(doc, frames, crop)`` -- the concrete network (widths, depths, kernels, strides) after the
   family's rounding rules: one typed description read by both the cost model and the torch builder;
 * ``cost(doc, frames, crop)`` -- the exact :class:`~nas.cost.Cost`;
 * ``clip(doc)`` -- the :class:`~nas.cost.Clip` the architecture is defined at.
+
+Layering (no import cycle): :mod:`~nas.families.base` (the record) <- the single-network families
+(:mod:`~nas.families.x3d`, :mod:`~nas.families.movinet`, :mod:`~nas.families.tsn2d`, gathered by
+:mod:`~nas.families.leaves`) <- :mod:`~nas.families.ensemble` (members of those families) <- this
+module, the dispatch over all of them that :class:`~nas.dsl.arch.Arch` and
+:class:`~nas.dsl.space.Space` use.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any
 
-from nas.cost import Clip, Cost
-from nas.dsl.document import header_fields, parse_document
-from nas.dsl.schema import Field, ParseContext, Record
+from nas.cost import Cost
+from nas.dsl.schema import ParseContext
 from nas.errors import DSLError
+from nas.families import ensemble
+from nas.families.base import Family, parse_with
+from nas.families.leaves import LEAF_FAMILIES
 
-__all__ = ["Family", "FAMILIES", "family_of", "parse"]
+if TYPE_CHECKING:
+    from nas.dsl.arch import Arch
 
+__all__ = ["Family", "FAMILIES", "family_of", "parse", "count_cost"]
 
-@dataclass(frozen=True)
-class Family:
-    """One family of networks (see the module docstring)."""
-
-    name: str
-    fields: dict[str, Field]
-    resolve: Callable[..., Any]
-    cost: Callable[..., Cost]
-    clip: Callable[[dict], Clip]
-    validate: Callable[[dict], None] | None = None
-
-
-# Family modules, in listing order. Each defines ``FAMILY``; a module is listed here once it exists.
-FAMILY_MODULES = ("x3d", "movinet", "tsn2d", "ensemble")
-
-
-def _registry() -> dict[str, Family]:
-    import importlib
-    import importlib.util
-
-    families = {}
-    for name in FAMILY_MODULES:
-        if importlib.util.find_spec(f"nas.families.{name}") is None:
-            continue
-        family = importlib.import_module(f"nas.families.{name}").FAMILY
-        families[family.name] = family
-    return families
-
-
-FAMILIES: dict[str, Family] = {}
+# Every family by name, in listing order.
+FAMILIES: dict[str, Family] = {**LEAF_FAMILIES, ensemble.FAMILY.name: ensemble.FAMILY}
 
 
 def family_of(name: str) -> Family:
     """The family called ``name``."""
-    if not FAMILIES:
-        FAMILIES.update(_registry())
     try:
         return FAMILIES[name]
     except KeyError:
@@ -65,20 +44,18 @@ def family_of(name: str) -> Family:
 
 def parse(raw: Any, *, allow_choices: bool, file: str | None) -> tuple[dict, ParseContext]:
     """Validate a whole document (header + its family's fields)."""
-    if not FAMILIES:
-        FAMILIES.update(_registry())
-    names = tuple(FAMILIES)
-    if not isinstance(raw, dict):
-        raise DSLError("", raw, "a mapping starting with xnas, kind, name, family", file=file)
-    family_name = raw.get("family")
-    if not isinstance(family_name, str) or family_name not in FAMILIES:
-        raise DSLError("family", family_name, "one of " + ", ".join(names), file=file)
-    family = FAMILIES[family_name]
-    schema = Record({**header_fields(names), **family.fields}, what="a document")
-    doc, ctx = parse_document(raw, schema, allow_choices=allow_choices, file=file)
-    if family.validate is not None and not ctx.labels:
-        try:
-            family.validate(doc)
-        except DSLError as err:
-            raise err.with_file(file) from None
-    return doc, ctx
+    return parse_with(FAMILIES, raw, allow_choices=allow_choices, file=file)
+
+
+def count_cost(arch: "Arch", frames: int | None = None, size: int | None = None) -> Cost:
+    """Exact multiply-adds and parameters of ``arch`` (see :mod:`nas.cost` for the convention).
+
+    Args:
+        arch: a frozen architecture.
+        frames: count for this many input frames instead of the architecture's own.
+        size: count for a ``size`` x ``size`` crop instead of the architecture's own.
+
+    Returns:
+        The cost for one clip (batch 1).
+    """
+    return family_of(arch.family).cost(arch.doc, frames=frames, crop=size)

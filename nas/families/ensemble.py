@@ -23,7 +23,8 @@ from typing import Any
 from nas.cost import Clip, Cost
 from nas.dsl.schema import Enum, Field, Int, ListOf, ParseContext, Record, Scalar, join
 from nas.errors import DSLError
-from nas.families import Family, family_of
+from nas.families.base import Family
+from nas.families.leaves import LEAF_FAMILIES, leaf_family, parse_leaf
 
 __all__ = ["EnsembleMember", "EnsembleNet", "resolve", "cost", "clip", "validate", "FAMILY", "member_frames"]
 
@@ -38,7 +39,7 @@ class MemberSpec(Scalar):
         return _NAME_ALLOWED
 
     def check(self, value: Any, path: str) -> str:
-        from nas.registry import arch_names
+        from nas.shipped import arch_names
 
         if not isinstance(value, str) or value not in arch_names():
             raise DSLError(path, value, _NAME_ALLOWED)
@@ -51,14 +52,12 @@ class MemberSpec(Scalar):
 
 
 def _parse_inline(raw: dict, path: str, ctx: ParseContext) -> dict:
-    from nas.families import FAMILIES
-
     family_name = raw.get("family")
-    if family_name == "ensemble" or not isinstance(family_name, str) or family_name not in FAMILIES:
-        allowed = "one of " + ", ".join(n for n in FAMILIES if n != "ensemble")
+    if not isinstance(family_name, str) or family_name not in LEAF_FAMILIES:
+        allowed = "one of " + ", ".join(LEAF_FAMILIES)
         raise DSLError(join(path, "family"), family_name, allowed, reason="a member needs a (non-ensemble) family")
     fields: dict[str, Field] = {"family": Field(Enum((family_name,), searchable=False))}
-    for key, fld in FAMILIES[family_name].fields.items():
+    for key, fld in LEAF_FAMILIES[family_name].fields.items():
         # the ensemble fixes every member's classes, so a member may leave them out
         fields[key] = Field(fld.spec, required=False) if key == "classes" else fld
     return Record(fields, what=f"an inline {family_name} member").parse(raw, path, ctx)
@@ -99,10 +98,18 @@ def member_frames(frames: int, members: int, offset: int) -> int:
 def _member_doc(member: Any, classes: int) -> dict:
     """The member's document with the ensemble's classes (its clip is overridden when resolving)."""
     if isinstance(member, str):
-        from nas.registry import load_arch
-
-        member = load_arch(member).to_dict()
+        member = _reference_doc(member)
     return {**member, "classes": classes}
+
+
+def _reference_doc(name: str) -> dict:
+    """The validated document of a shipped reference architecture of a single-network family."""
+    from nas.dsl.document import read_document
+    from nas.shipped import resolve_arch_path
+
+    path = resolve_arch_path(name)
+    doc, _ = parse_leaf(read_document(path), allow_choices=False, file=str(path))
+    return doc
 
 
 def resolve(doc: dict, frames: int | None = None, crop: int | None = None) -> EnsembleNet:
@@ -116,7 +123,7 @@ def resolve(doc: dict, frames: int | None = None, crop: int | None = None) -> En
     for offset, member in enumerate(doc["members"]):
         mdoc = _member_doc(member, doc["classes"])
         frames_i = member_frames(the_clip.frames, n, offset)
-        net = family_of(mdoc["family"]).resolve(mdoc, frames=frames_i, crop=the_clip.crop)
+        net = leaf_family(mdoc["family"]).resolve(mdoc, frames=frames_i, crop=the_clip.crop)
         members.append(EnsembleMember(family=mdoc["family"], doc=mdoc, offset=offset, frames=frames_i, net=net))
     return EnsembleNet(clip=the_clip, classes=doc["classes"], members=tuple(members))
 
@@ -126,7 +133,7 @@ def cost(doc: dict, frames: int | None = None, crop: int | None = None) -> Cost:
     net = resolve(doc, frames, crop)
     macs = params = 0
     for m in net.members:
-        c = family_of(m.family).cost(m.doc, frames=m.frames, crop=net.clip.crop)
+        c = leaf_family(m.family).cost(m.doc, frames=m.frames, crop=net.clip.crop)
         macs, params = macs + c.macs, params + c.params
     return Cost(macs=macs, params=params, frames=net.clip.frames, size=net.clip.crop)
 
@@ -139,8 +146,6 @@ def clip(doc: dict) -> Clip:
 
 def validate(doc: dict) -> None:
     """Check an architecture: a frame for every member, and every member a valid document of its family."""
-    from nas.families import parse
-
     n = len(doc["members"])
     if doc["clip"]["frames"] < n:
         raise DSLError("clip/frames", doc["clip"]["frames"], f"at least one frame per member (>= {n})")
@@ -148,7 +153,7 @@ def validate(doc: dict) -> None:
         if isinstance(member, dict):
             full = {"xnas": 1, "kind": "architecture", "name": f"member{i}", **_member_doc(member, doc["classes"])}
             try:
-                parse(full, allow_choices=False, file=None)
+                parse_leaf(full, allow_choices=False, file=None)
             except DSLError as err:
                 path = join(f"members/{i}", err.path) if err.path else f"members/{i}"
                 raise DSLError(path, err.value, err.allowed, reason=err.reason) from None

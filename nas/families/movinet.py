@@ -49,7 +49,7 @@ from dataclasses import dataclass
 
 from nas.cost import Clip, Cost, Tally, round8, same_out
 from nas.dsl.schema import Bool, Enum, Field, Float, Int, Kernel, ListOf, Record, RepeatList
-from nas.families import Family
+from nas.families.base import Family
 
 __all__ = ["MovinetLayer", "MovinetNet", "resolve", "cost", "FAMILY", "parse_kernel"]
 

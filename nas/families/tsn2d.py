@@ -74,7 +74,7 @@ from dataclasses import dataclass
 from nas.cost import Clip, Cost, Tally, round8, same_out
 from nas.dsl.schema import Bool, Enum, Field, Float, Int, ListOf, Record, RepeatList
 from nas.errors import DSLError
-from nas.families import Family
+from nas.families.base import Family
 
 __all__ = [
     "TEMPORAL_OPS", "BLOCK_TYPES", "ACTIVATIONS", "TsnLayer", "TemporalConfig", "BLVNetConfig", "TsnNet",

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 
 from nas.cost import Clip, Cost, Tally, round8, same_out
 from nas.dsl.schema import Enum, Field, Float, Int, ListOf, Record
-from nas.families import Family
+from nas.families.base import Family
 
 __all__ = ["X3DStage", "X3DNet", "resolve", "cost", "FAMILY", "FACTOR_AXES"]
 

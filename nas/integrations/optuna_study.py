@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import sqlite3
 
@@ -108,17 +108,35 @@ def decode_sample(space: "Space", params: Mapping[str, Any]) -> dict[str, Any]:
     return sample
 
 
-def make_sampler(strategy: str, seed: int, *, population_size: int = 8) -> "optuna.samplers.BaseSampler":
+def make_sampler(strategy: str, seed: int, *, population_size: int = 8,
+                 max_gflops: float | None = None) -> "optuna.samplers.BaseSampler":
     """A freshly seeded sampler: ``random``, ``tpe`` (multivariate, the dimension set is static) or
-    ``nsga2`` (NSGA-II, for the two objectives top-1 and GFLOPs)."""
+    ``nsga2`` (NSGA-II, for the two objectives top-1 and GFLOPs).
+
+    ``max_gflops`` (nsga2 only) adds the constraint ``GFLOPs <= max_gflops`` (Optuna's
+    ``constraints_func``, read from each trial's ``gflops`` attribute): infeasible trials rank behind
+    every feasible one.
+    """
+    if max_gflops is not None and strategy != "nsga2":
+        raise ValueError(f"max_gflops: got {max_gflops!r} with strategy {strategy!r}; allowed: only with nsga2")
     if strategy == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if strategy == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True,
                                           n_startup_trials=min(10, max(2, population_size)))
     if strategy == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, population_size))
+        constraints = None if max_gflops is None else _cost_constraint(float(max_gflops))
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, population_size),
+                                             constraints_func=constraints)
     raise ValueError(f"strategy: got {strategy!r}; allowed: {', '.join(STRATEGIES)}")
+
+
+def _cost_constraint(max_gflops: float) -> Callable[[Any], list[float]]:
+    def constraints(trial: Any) -> list[float]:
+        gflops = trial.user_attrs.get("gflops")
+        return [float(gflops) - max_gflops if gflops is not None else 1.0]
+
+    return constraints
 
 
 class Study:

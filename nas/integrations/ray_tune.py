@@ -38,15 +38,14 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from nas.dsl.arch import Arch  # noqa: E402
-from nas.evaluator import Tags, _check_tags  # noqa: E402
-from nas.proxy import Proxy, TrialResult  # noqa: E402
+from nas.evaluator import OnResult, Tags, check_tags, proxy_cache_key  # noqa: E402
+from nas.proxy import RAY_ERROR_PREFIX, TUNE_STOPPED_PREFIX, Proxy, TrialResult  # noqa: E402
 
 __all__ = ["RayEvaluator", "run_trial"]
 
 SCHEDULERS = ("none", "asha")
 
 # reason prefix of a trial that crashed more than max_failures times (a resume retries those)
-RAY_ERROR_PREFIX = "ray trial error: "
 
 
 def run_trial(job: dict[str, Any], report: Callable[[int, dict[str, float]], None] | None = None) -> TrialResult:
@@ -213,8 +212,8 @@ class RayEvaluator:
         memory_per_trial: GiB of memory each trial reserves (Ray's ``memory`` resource; 0: none), so
             Ray runs fewer big candidates at once instead of its OOM killer stopping them.
 
-    ``on_result`` (set by a recording run) is called as ``on_result(index, result)`` as each trial
-    finishes, so results are recorded before the whole batch is done.
+    ``evaluate``'s ``on_result(index, result)`` is called as each trial finishes, so a recording run
+    writes results before the whole batch is done.
     """
 
     def __init__(self, data: str, proxy: Proxy, seed: int, *, address: str | None = None,
@@ -240,14 +239,13 @@ class RayEvaluator:
         self.log_dir = Path(log_dir or Path("runs") / "ray").resolve()
         self.progress = progress
         self.evaluator_spec = evaluator_spec
-        self.on_result: Callable[[int, TrialResult], None] | None = None
         self.batches = 0
         self._started_ray = False
         self._temp_dir: str | None = None
         if evaluator_spec:
             self.cache_key = f"formula:{evaluator_spec['name']}"
         else:
-            self.cache_key = f"proxy:{proxy.hash}:data={data}:seed={seed}"
+            self.cache_key = proxy_cache_key(proxy, data, seed)
 
     # -- Ray session ------------------------------------------------------------------------------
     def _ensure_ray(self) -> None:
@@ -334,9 +332,11 @@ class RayEvaluator:
         at_once = max(1, min(n_jobs, int((os.cpu_count() or 1) // max(self.cpus_per_trial, 1e-9))))
         return round(0.9 * memory_available() / at_once, 2)
 
-    def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None) -> list[TrialResult]:
-        """Run one trial per architecture; one result per architecture, in order."""
-        _check_tags(archs, tags)
+    def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None,
+                 on_result: OnResult | None = None) -> list[TrialResult]:
+        """Run one trial per architecture; one result per architecture, in order; ``on_result`` as
+        each finishes."""
+        check_tags(archs, tags)
         if not archs:
             return []
         self._ensure_ray()
@@ -346,8 +346,8 @@ class RayEvaluator:
         def done(index: int, result: TrialResult) -> None:
             if results[index] is None:
                 results[index] = result
-                if self.on_result is not None:
-                    self.on_result(index, result)
+                if on_result is not None:
+                    on_result(index, result)
                 ckpt = jobs[index].get("checkpoint")
                 if ckpt:
                     Path(ckpt).unlink(missing_ok=True)
@@ -387,7 +387,7 @@ class RayEvaluator:
                 grid = tuner.fit()
             except Exception as err:  # Tune itself gave up (e.g. Ray's OOM killer took an actor it was starting)
                 restarts += 1
-                reason = f"Tune stopped: {_last_line(err)}"
+                reason = f"{TUNE_STOPPED_PREFIX}{_last_line(err)}"
                 if restarts > self.max_failures:
                     for job in pending:
                         done(int(job["index"]), _result_from_metrics(job, None, reason))

@@ -11,29 +11,16 @@ from typing import TYPE_CHECKING, Any, Callable
 from torch import nn
 
 from nas.families import family_of
-from nas.models.movinet import build_movinet
-from nas.models.x3d import build_x3d
+from nas.models.builders import LEAF_BUILDERS, build_movinet
+from nas.models.ensemble import build_ensemble
 
 if TYPE_CHECKING:
     from nas.dsl import Arch
 
-__all__ = ["build_model", "BUILDERS"]
+__all__ = ["build_model", "build_movinet", "BUILDERS"]
 
 # family name -> builder taking that family's resolved network description
-BUILDERS: dict[str, Callable[[Any], nn.Module]] = {"x3d": build_x3d, "movinet": build_movinet}
-
-
-def _register_optional_builders() -> None:
-    """Builders of families added later (tsn2d, ensemble): modules that define ``BUILDER``."""
-    import importlib
-    import importlib.util
-
-    for name in ("tsn2d", "ensemble"):
-        if importlib.util.find_spec(f"nas.models.{name}") is not None:
-            BUILDERS[name] = importlib.import_module(f"nas.models.{name}").BUILDER
-
-
-_register_optional_builders()
+BUILDERS: dict[str, Callable[[Any], nn.Module]] = {**LEAF_BUILDERS, "ensemble": build_ensemble}
 
 
 def build_model(arch: "Arch") -> nn.Module:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from nas.families.ensemble import EnsembleNet
+from nas.models.builders import LEAF_BUILDERS
 
 __all__ = ["TemporalEnsemble", "build_ensemble", "BUILDER"]
 
@@ -28,9 +29,7 @@ class TemporalEnsemble(nn.Module):
 
     def __init__(self, net: EnsembleNet) -> None:
         super().__init__()
-        from nas.models import BUILDERS
-
-        self.members = nn.ModuleList(BUILDERS[m.family](m.net) for m in net.members)
+        self.members = nn.ModuleList(LEAF_BUILDERS[m.family](m.net) for m in net.members)
         self.classes = net.classes
 
     @property

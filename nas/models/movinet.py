@@ -14,7 +14,7 @@ from torch import nn
 from nas.families.movinet import MovinetLayer, MovinetNet
 from nas.models.layers import AvgPool3dSame, Conv3dSame, SqueezeExcite3d, init_conv_bn_, make_activation
 
-__all__ = ["ConvBn", "Movinet", "MovinetBottleneck", "MovinetHead", "build_movinet"]
+__all__ = ["ConvBn", "Movinet", "MovinetBottleneck", "MovinetHead"]
 
 # Keras momentum 0.99 keeps 99 % of the running statistic; PyTorch's momentum is the new-sample weight.
 BatchNorm = partial(nn.BatchNorm3d, eps=1e-3, momentum=0.01)
@@ -132,21 +132,3 @@ class Movinet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, T, H, W) clip -> (B, classes) logits."""
         return self.head(self.blocks(self.stem(x)))
-
-
-def build_movinet(net: MovinetNet) -> nn.Module:
-    """Build the MoViNet base model ``net`` describes, freshly initialised.
-
-    Args:
-        net: the resolved description (:func:`nas.families.movinet.resolve`).
-
-    Returns:
-        The model; input (B, 3, T, H, W), output (B, classes) logits. Architectures with a stream
-        option (causal, (2+1)D, 2plus3d SE, positional encoding) get
-        :class:`nas.models.streaming.MovinetStream`, which adds ``init_state`` and ``step``.
-    """
-    if not net.is_base:
-        from nas.models.streaming import MovinetStream  # imports this module; built lazily
-
-        return MovinetStream(net)
-    return Movinet(net)

@@ -39,8 +39,8 @@ from nas.data.synthetic import DEFAULT_TASK
 from nas.dsl.arch import Arch
 from nas.dsl.space import Space
 from nas.families.movinet import resolve
-from nas.tunas.controller import REWARDS, Controller, warmup_probability
-from nas.tunas.supernet import SEARCH_FIXED_PREFIXES, Path as NetPath, Supernet, kernel_positions
+from nas.drivers.tunas.controller import REWARDS, Controller, warmup_probability
+from nas.drivers.tunas.supernet import SEARCH_FIXED_PREFIXES, Path as NetPath, Supernet, kernel_positions
 
 __all__ = ["SearchConfig", "SearchResult", "run_search", "supernet_loss", "default_fixed", "TRAJECTORY_COLUMNS"]
 
@@ -447,6 +447,6 @@ def _write_outputs(result: SearchResult, cfg: SearchConfig, policy_rows: list[di
                "gflops_convention": GFLOPS_NOTE}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     if plot and result.trajectory:
-        from nas.tunas.plots import policy_plot
+        from nas.drivers.tunas.plots import policy_plot
 
         policy_plot(result.trajectory, policy_rows, out / "policy.png", title=f"TuNAS policy, target {cfg.target_gflops:g} GFLOPs")

@@ -16,7 +16,7 @@ def policy_plot(trajectory: Sequence[Mapping[str, Any]], policy_rows: Sequence[M
     Q, reward and baseline; a heat map of the most likely value's probability for every choice.
 
     Args:
-        trajectory: rows of :data:`nas.tunas.search.TRAJECTORY_COLUMNS`.
+        trajectory: rows of :data:`nas.drivers.tunas.search.TRAJECTORY_COLUMNS`.
         policy_rows: ``{step, label, value, prob}`` rows.
         path: the PNG to write (an SVG is written next to it).
         title: the figure title.

@@ -1,7 +1,0 @@
-"""TuNAS (Bender et al., CVPR 2020) in PyTorch over xnas spaces: a weight-sharing supernet
-(:mod:`nas.tunas.supernet`), an independent-categorical REINFORCE controller with the absolute
-cost reward (:mod:`nas.tunas.controller`) and the search loop (:mod:`nas.tunas.search`).
-
-Only :mod:`nas.tunas.controller` is torch-free at import time apart from the policy tensors; the
-supernet and the search import torch.
-"""
