@@ -26,7 +26,7 @@ run as one batch per seed. Then ``report`` writes ``experiments/results/graded_t
 
 ``run --only NAMES`` (comma-separated: order, random, seeds, axes) does those groups, ``--seeds 0,1``
 those trial seeds; ``--local`` trains one trial at a time in this process (1 thread, the same result as a
-Ray trial), leaving the other core free.
+Ray trial, mid-trial checkpoints in the run's ``checkpoints/``), leaving the other core free.
 """
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def cmd_run(args: argparse.Namespace) -> None:
                 from nas.evaluator import LocalEvaluator
 
                 torch.set_num_threads(1)
-                inner = LocalEvaluator("synthetic", REFERENCE, seed)
+                inner = LocalEvaluator("synthetic", REFERENCE, seed, checkpoint_dir=run.dir / "checkpoints")
             else:
                 inner = RayEvaluator("synthetic", REFERENCE, seed, cpus_per_trial=1, log_dir=run.dir / "ray",
                                      progress=False)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 from typing import Any, Callable, Mapping, Protocol, Sequence, runtime_checkable
 
 from nas.dsl.arch import Arch
@@ -91,14 +92,25 @@ class LocalEvaluator:
         proxy: the training budget every candidate gets.
         seed: the trial seed (same architecture + proxy + seed = same result).
         device: torch device string (default: CUDA when available, else CPU).
+        checkpoint_dir: where mid-trial checkpoints go (``<arch hash>-<proxy hash>-<seed>.pt``): a
+            killed process, rerun, resumes an interrupted trial from its last checkpoint instead of
+            from step 0; a trial's checkpoint is deleted once its result is reported. ``None``: none.
+        memory_limit_gib: refuse (a ``failed`` result, nothing trained) a candidate whose estimated
+            training memory exceeds this; ``None``: what the machine has free.
+
+    A candidate whose training raises is a ``failed`` result (the exception in ``reason``): the run
+    goes on.
     """
 
     def __init__(self, data: str = "synthetic", proxy: Proxy | None = None, seed: int = 0,
-                 device: str | None = None) -> None:
+                 device: str | None = None, *, checkpoint_dir: str | Path | None = None,
+                 memory_limit_gib: float | None = None) -> None:
         self.data = data
         self.proxy = proxy or Proxy()
         self.seed = seed
         self.device = device
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else None
+        self.memory_limit_gib = memory_limit_gib
 
     @property
     def cache_key(self) -> str:
@@ -109,13 +121,29 @@ class LocalEvaluator:
                  on_result: OnResult | None = None) -> list[TrialResult]:
         """Train and evaluate each architecture with the proxy, one after another."""
         check_tags(archs, tags)
-        from nas.train import evaluate
-
         results = []
         for arch in archs:
-            results.append(evaluate(arch, self.data, self.proxy, seed=self.seed, device=self.device))
+            ckpt = None
+            if self.checkpoint_dir is not None:
+                ckpt = self.checkpoint_dir / f"{arch.hash}-{self.proxy.hash}-{self.seed}.pt"
+                ckpt.parent.mkdir(parents=True, exist_ok=True)
+            results.append(self._train(arch, ckpt))
             report_each(results[-1:], on_result, len(results) - 1)
+            if ckpt is not None:
+                ckpt.unlink(missing_ok=True)  # reported: the checkpoint is no longer needed
         return results
+
+    def _train(self, arch: Arch, ckpt: Path | None) -> TrialResult:
+        from nas.train import evaluate
+
+        try:
+            return evaluate(arch, self.data, self.proxy, seed=self.seed, device=self.device, checkpoint=ckpt,
+                            memory_limit_gib=self.memory_limit_gib)
+        except Exception as err:  # a crashing candidate is a failed trial; the run goes on
+            cost = arch.cost()
+            return TrialResult(arch_name=arch.name, arch_hash=arch.hash, status=FAILED,
+                               reason=f"{type(err).__name__}: {err}", gflops=cost.gflops, params=cost.params,
+                               seed=self.seed, proxy_hash=self.proxy.hash)
 
 
 class FormulaEvaluator:

@@ -88,11 +88,19 @@ class TestLocalEvaluator(EvaluatorContract):
         return LocalEvaluator("synthetic", TINY_PROXY, seed=0, device="cpu")
 
 
-class TestInProcessProxyEvaluator(EvaluatorContract):
-    def make(self, tmp_path: Path) -> Evaluator:
-        from nas.commands._run_options import InProcessProxyEvaluator
+class TestLocalEvaluatorWithCheckpoints(EvaluatorContract):
+    """What ``--executor local`` runs: mid-trial checkpoints, deleted once each result is reported."""
 
-        return InProcessProxyEvaluator("synthetic", TINY_PROXY, 0, tmp_path / "checkpoints")
+    def make(self, tmp_path: Path) -> Evaluator:
+        return LocalEvaluator("synthetic", TINY_PROXY, 0, checkpoint_dir=tmp_path / "checkpoints")
+
+    def test_checkpoints_live_until_the_result_is_reported(self, tmp_path: Path) -> None:
+        ev, archs = self.make(tmp_path), self.archs()
+        seen = []
+        ev.evaluate(archs, on_result=lambda i, r: seen.append([p.name for p in (tmp_path / "checkpoints").glob("*.pt")]))
+        # the trial's own checkpoint exists when its result is reported (a crash then loses nothing) ...
+        assert seen == [[f"{a.hash}-{TINY_PROXY.hash}-0.pt"] for a in archs]
+        assert not list((tmp_path / "checkpoints").glob("*.pt"))  # ... and is deleted right after
 
 
 class TestRecordingEvaluator(EvaluatorContract):

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any
 
 from nas.data.synthetic import DEFAULT_TASK, TASKS
 from nas.errors import RunError, UsageError
-from nas.evaluator import proxy_cache_key
-from nas.proxy import Proxy, TrialResult
+from nas.proxy import Proxy
 from nas.commands.argtypes import fraction as _fraction
 from nas.commands.argtypes import non_negative_float as _non_negative_float
 from nas.commands.argtypes import non_negative_int as _non_negative_int
@@ -25,7 +24,7 @@ if TYPE_CHECKING:
     from nas.evaluator import Evaluator, OnResult, Tags
     from nas.runs import RecordingEvaluator, Run
 
-__all__ = ["add_run_arguments", "open_run", "proxy_from_args", "run_settings", "InProcessProxyEvaluator"]
+__all__ = ["add_run_arguments", "open_run", "proxy_from_args", "run_settings"]
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula: str = "saturating") -> None:
@@ -119,43 +118,6 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-class InProcessProxyEvaluator:
-    """The proxy trainer in this process, with mid-trial checkpoints in the run directory (a killed run
-    resumes an interrupted trial from its last checkpoint) and results reported as each finishes."""
-
-    def __init__(self, data: str, proxy: Proxy, seed: int, checkpoint_dir: Path,
-                 memory_limit_gib: float | None = None) -> None:
-        self.data, self.proxy, self.seed = data, proxy, seed
-        self.memory_limit_gib = memory_limit_gib
-        self.checkpoint_dir = checkpoint_dir
-        self.cache_key = proxy_cache_key(proxy, data, seed)
-
-    def evaluate(self, archs: Sequence["Arch"], tags: Sequence["Tags"] | None = None,
-                 on_result: "OnResult | None" = None) -> list[TrialResult]:
-        """Train and evaluate each architecture, one after another."""
-        from nas.evaluator import check_tags
-        from nas.train import evaluate
-
-        check_tags(archs, tags)
-        results = []
-        for j, arch in enumerate(archs):
-            ckpt = self.checkpoint_dir / f"{arch.hash}-{self.proxy.hash}-{self.seed}.pt"
-            ckpt.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                result = evaluate(arch, self.data, self.proxy, seed=self.seed, checkpoint=ckpt,
-                                  memory_limit_gib=self.memory_limit_gib)
-            except Exception as err:  # a crashing candidate is a failed trial; the run goes on
-                cost = arch.cost()
-                result = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="failed",
-                                     reason=f"{type(err).__name__}: {err}", gflops=cost.gflops,
-                                     params=cost.params, seed=self.seed, proxy_hash=self.proxy.hash)
-            results.append(result)
-            if on_result is not None:
-                on_result(j, result)
-            ckpt.unlink(missing_ok=True)  # recorded: the checkpoint is no longer needed
-        return results
-
-
 def usage_error(err: RunError) -> UsageError:
     """A run's error as the command line says it: its field as the flag that sets it."""
     flag = {"name": "--name", "resume": "--resume", "driver": "--name"}.get(err.field, err.field)
@@ -199,8 +161,10 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict) -> "tuple[R
 
             inner = FormulaEvaluator(get_formula(args.formula), args.formula)
         else:
-            inner = InProcessProxyEvaluator(settings["data"], proxy, args.seed, run.dir / "checkpoints",
-                                            memory_limit_gib=args.memory_per_trial or None)
+            from nas.evaluator import LocalEvaluator
+
+            inner = LocalEvaluator(settings["data"], proxy, args.seed, checkpoint_dir=run.dir / "checkpoints",
+                                   memory_limit_gib=args.memory_per_trial or None)
     else:
         from nas.integrations.ray_tune import RayEvaluator
 
