@@ -134,8 +134,11 @@ def _optimizer(model: torch.nn.Module, proxy: Proxy) -> torch.optim.Optimizer:
     if proxy.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=proxy.lr, momentum=0.9, nesterov=True)
     if proxy.optimizer == "rmsprop":
-        # MoViNet's recipe: rho 0.9, momentum 0.9, eps 1.0 (Keras semantics; torch's alpha = rho)
-        return torch.optim.RMSprop(groups, lr=proxy.lr, alpha=0.9, momentum=0.9, eps=1.0)
+        # MoViNet's recipe: Keras RMSprop, rho 0.9, momentum 0.9, eps 1.0 inside the square root, mean
+        # square starting at 0 (torch's RMSprop puts eps outside: a different optimiser at eps 1)
+        from nas.optim import RMSpropTF
+
+        return RMSpropTF(groups, lr=proxy.lr, rho=0.9, momentum=0.9, eps=1.0, ms_init=0.0)
     return torch.optim.AdamW(groups, lr=proxy.lr)
 
 

@@ -39,6 +39,7 @@ from nas.data.synthetic import DEFAULT_TASK
 from nas.dsl.arch import Arch
 from nas.dsl.space import Space
 from nas.families.movinet import resolve
+from nas.optim import RMSpropTF
 from nas.drivers.tunas.controller import REWARDS, Controller, warmup_probability
 from nas.drivers.tunas.supernet import SEARCH_FIXED_PREFIXES, Path as NetPath, Supernet, kernel_positions
 
@@ -229,29 +230,6 @@ class _Data:
         return x.contiguous(), torch.from_numpy(labels[idx])
 
 
-class _RMSpropTF(torch.optim.Optimizer):
-    """TF's RMSProp: ``ms = rho ms + (1 - rho) g^2``; ``mom = m mom + lr g / sqrt(ms + eps)``;
-    ``w -= mom`` (epsilon inside the square root, ``ms`` initialised to 1 as in TF 1.x)."""
-
-    def __init__(self, params: Any, lr: float, rho: float = 0.9, momentum: float = 0.9, eps: float = 1.0) -> None:
-        super().__init__(params, {"lr": lr, "rho": rho, "momentum": momentum, "eps": eps})
-
-    @torch.no_grad()
-    def step(self, closure: Callable[[], Any] | None = None) -> None:  # type: ignore[override]
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state[p]
-                if not state:
-                    state["ms"] = torch.ones_like(p)
-                    state["mom"] = torch.zeros_like(p)
-                ms, mom = state["ms"], state["mom"]
-                ms.mul_(group["rho"]).addcmul_(p.grad, p.grad, value=1 - group["rho"])
-                mom.mul_(group["momentum"]).addcdiv_(p.grad, (ms + group["eps"]).sqrt(), value=group["lr"])
-                p.sub_(mom)
-
-
 def supernet_loss(supernet: Supernet, path: NetPath, x: torch.Tensor, y: torch.Tensor,
                   cfg: SearchConfig) -> torch.Tensor:
     """TuNAS's training loss of one path: cross-entropy with label smoothing plus the masked L2 of the
@@ -325,7 +303,7 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
     if cfg.optimizer == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(supernet.parameters(), lr=cfg.lr)
     else:
-        opt = _RMSpropTF(supernet.parameters(), lr=cfg.lr)
+        opt = RMSpropTF(supernet.parameters(), lr=cfg.lr, rho=0.9, momentum=0.9, eps=1.0, ms_init=1.0)  # TF 1.x
     ctrl = Controller(space, cfg.target_gflops, cfg.steps, fixed=fixed, lr=cfg.rl_lr, beta=cfg.beta,
                       reward_kind=cfg.reward, warmup_fraction=cfg.warmup_fraction,
                       rl_delay_fraction=cfg.warmup_fraction, seed=cfg.seed)
