@@ -21,8 +21,9 @@ from nas.dsl.arch import Arch
 from nas.models import build_model
 from nas.proxy import Proxy
 from nas.registry import load_arch
-from nas.train import _batches, _choose_layout, _evaluate_split, _lr_factor, _optimizer, _seed_everything, \
-    _to_tensor, make_data
+from nas.loop import run_steps
+from nas.train import batch_indices, choose_layout, evaluate_split, make_data, make_optimizer, seed_everything, \
+    to_tensor
 
 
 def main() -> None:
@@ -43,43 +44,48 @@ def main() -> None:
     t0 = time.perf_counter()
     train, val, _ = make_data("synthetic", arch, proxy, args.seed)
     data_s = time.perf_counter() - t0
-    _seed_everything(args.seed)
+    seed_everything(args.seed)
     sized = Arch.from_dict({**arch.to_dict(), "classes": train.num_classes})
     model = build_model(sized).train()
-    optimizer = _optimizer(model, proxy)
-    batches = _batches(len(train), proxy.batch_size, args.seed, 0)
+    optimizer = make_optimizer(model, proxy)
+    batches = batch_indices(len(train), proxy.batch_size, args.seed, 0)
 
     def fetch(indices: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         items = [train[int(i)] for i in indices]
         return np.stack([c[0] for c, _ in items]), torch.tensor([lab for _, lab in items])
 
-    clips, labels = fetch(next(_batches(len(train), proxy.batch_size, args.seed, 0)))
-    layout = _choose_layout(model, _to_tensor(clips, torch.device("cpu"), "channels_first"), labels,
+    clips, labels = fetch(next(batch_indices(len(train), proxy.batch_size, args.seed, 0)))
+    layout = choose_layout(model, to_tensor(clips, torch.device("cpu"), "channels_first"), labels,
                             (arch.hash, clips.shape)) if proxy.layout == "auto" else proxy.layout
     model.to(memory_format=torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format)
     print(f"{arch.name}: {clips.shape[1]}x{clips.shape[-2]}², layout {layout}, data {data_s:.1f} s, proxy {proxy}")
     curve = []
-    train_s = 0.0
-    for step in range(proxy.steps):
-        t = time.perf_counter()
+
+    def train_step(step: int) -> dict:
         clips, labels = fetch(next(batches))
-        for group in optimizer.param_groups:
-            group["lr"] = proxy.lr * _lr_factor(step, proxy)
-        loss = F.cross_entropy(model(_to_tensor(clips, torch.device("cpu"), layout)), labels,
+        loss = F.cross_entropy(model(to_tensor(clips, torch.device("cpu"), layout)), labels,
                                label_smoothing=proxy.label_smoothing)
-        optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        train_s += time.perf_counter() - t
-        if (step + 1) % args.every == 0 or step + 1 == proxy.steps:
+        return {"loss": loss.item()}
+
+    train_s = {"before_eval": 0.0}
+
+    def evaluate_every(done: int, metrics: dict) -> None:
+        if done % args.every == 0 or done == proxy.steps:
             t = time.perf_counter()
-            top1, val_loss = _evaluate_split(model, val, proxy.batch_size, torch.device("cpu"), layout)
+            top1, val_loss = evaluate_split(model, val, proxy.batch_size, torch.device("cpu"), layout)
             eval_s = time.perf_counter() - t
             model.train()
-            curve.append({"step": step + 1, "train_s": round(train_s, 1), "top1": top1, "val_loss": val_loss,
+            trained = time.perf_counter() - t_start - train_s["before_eval"] - eval_s
+            train_s["before_eval"] += eval_s
+            curve.append({"step": done, "train_s": round(trained, 1), "top1": top1, "val_loss": val_loss,
                           "eval_s": round(eval_s, 1)})
-            print(f"  step {step + 1:5d}  train {train_s:7.1f} s  loss {loss.item():.3f}  "
+            print(f"  step {done:5d}  train {trained:7.1f} s  loss {metrics['loss']:.3f}  "
                   f"val top-1 {top1:5.1f} %  (eval {eval_s:.1f} s)", flush=True)
+
+    t_start = time.perf_counter()
+    run_steps(optimizer, train_step, start=0, end=proxy.steps, total=proxy.steps, base_lr=proxy.lr,
+              warmup=proxy.warmup_steps, after_step=evaluate_every)
     if args.json:
         with open(args.json, "a") as f:
             f.write(json.dumps({"arch": arch.name, "proxy": proxy.to_dict(), "layout": layout, "curve": curve}) + "\n")

@@ -15,11 +15,12 @@ of 0.1 the first step is ``lr * 0.1 / sqrt(0.001 + 1) ~ 0.1 lr`` in TF and ``lr 
 """
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import torch
 
-__all__ = ["RMSpropTF"]
+__all__ = ["RMSpropTF", "warmup_cosine"]
 
 
 class RMSpropTF(torch.optim.Optimizer):
@@ -69,3 +70,11 @@ class RMSpropTF(torch.optim.Optimizer):
                 mom.mul_(group["momentum"]).addcdiv_(grad, (ms + group["eps"]).sqrt(), value=group["lr"])
                 p.sub_(mom)
         return loss
+
+
+def warmup_cosine(step: int, total: int, warmup: int) -> float:
+    """The learning-rate factor at ``step`` of ``total``: linear warm-up over ``warmup`` steps to 1,
+    then a cosine to 0 at ``total`` (the proxy trainer's schedule, and TuNAS's with 2.5 % warm-up)."""
+    if step < warmup:
+        return (step + 1) / warmup
+    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from nas.dsl.arch import Arch
 from nas.errors import RunError
+from nas.files import atomic_path, atomic_write_text
 from nas.evaluator import TRIAL_TAG, OnResult, Tags, check_tags
 from nas.proxy import FAILED, OK, RETRY_ON_RESUME, TrialResult
 
@@ -124,12 +125,10 @@ def read_results(path: str | Path) -> list[dict[str, str]]:
     torn = not text.endswith("\n") or len(good) != len(rows)
     if torn and lines:
         # keep the header and every complete row, rewrite atomically
-        tmp = path.with_suffix(".tmp")
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(good)
-        os.replace(tmp, path)
     return good
 
 
@@ -279,9 +278,7 @@ class Run:
         """Write ``archs/<name or hash>.yaml``; return its path."""
         path = self.archs_dir / f"{name or arch.hash}.yaml"
         if not path.is_file():
-            tmp = path.with_suffix(".tmp.yaml")
-            tmp.write_text(arch.to_yaml())
-            os.replace(tmp, path)
+            atomic_write_text(path, arch.to_yaml())
         return path
 
     def log(self, message: str) -> None:
@@ -536,6 +533,4 @@ def _now() -> str:
 
 def write_json(path: Path, data: Any) -> None:
     """Write ``data`` as indented JSON atomically (a temporary file, then a rename)."""
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    atomic_write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import os
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol
@@ -21,11 +20,14 @@ import torch
 import torch.nn.functional as F
 
 from nas.dsl.arch import Arch
+from nas.files import atomic_path
+from nas.loop import run_steps
 from nas.models import build_model
 from nas.proxy import LAYOUTS, MEMORY_REFUSAL, OPTIMIZERS, Proxy, TrialResult
 
 __all__ = ["Proxy", "TrialResult", "ClipData", "evaluate", "make_data", "memory_estimate", "memory_available",
-           "OPTIMIZERS", "LAYOUTS"]
+           "OPTIMIZERS", "LAYOUTS", "batch_indices", "to_tensor", "choose_layout", "evaluate_split", "make_optimizer",
+           "seed_everything"]
 
 # Kinetics normalisation (X3D / pytorchvideo), applied to uint8 clips scaled to [0, 1].
 MEAN, STD = 0.45, 0.225
@@ -100,7 +102,7 @@ def make_data(data: str, arch: Arch, proxy: Proxy, seed: int) -> tuple[ClipData,
     return train, val, str(path)
 
 
-def _batches(n: int, batch_size: int, seed: int, start_step: int) -> Iterator[np.ndarray]:
+def batch_indices(n: int, batch_size: int, seed: int, start_step: int) -> Iterator[np.ndarray]:
     """Index batches for steps ``start_step, start_step+1, ...``: a fresh permutation per epoch, each a
     function of (seed, epoch) only, so a resumed trial sees exactly the batches it would have seen."""
     per_epoch = max(1, n // batch_size)
@@ -112,7 +114,7 @@ def _batches(n: int, batch_size: int, seed: int, start_step: int) -> Iterator[np
         step += 1
 
 
-def _to_tensor(clips: np.ndarray, device: torch.device, layout: str) -> torch.Tensor:
+def to_tensor(clips: np.ndarray, device: torch.device, layout: str) -> torch.Tensor:
     """uint8 (B, T, H, W, 3) -> normalised float (B, 3, T, H, W) in the requested memory format."""
     x = torch.from_numpy(np.ascontiguousarray(clips)).to(device)
     x = x.permute(0, 4, 1, 2, 3).float().div_(255.0).sub_(MEAN).div_(STD)
@@ -129,7 +131,8 @@ def _param_groups(model: torch.nn.Module, weight_decay: float) -> list[dict[str,
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def _optimizer(model: torch.nn.Module, proxy: Proxy) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, proxy: Proxy) -> torch.optim.Optimizer:
+    """The proxy's optimiser over ``model`` (weight decay on conv / linear weights only)."""
     groups = _param_groups(model, proxy.weight_decay)
     if proxy.optimizer == "sgd":
         return torch.optim.SGD(groups, lr=proxy.lr, momentum=0.9, nesterov=True)
@@ -142,15 +145,8 @@ def _optimizer(model: torch.nn.Module, proxy: Proxy) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, lr=proxy.lr)
 
 
-def _lr_factor(step: int, proxy: Proxy) -> float:
-    """Linear warm-up to the peak, then cosine to zero at ``proxy.steps``."""
-    if step < proxy.warmup_steps:
-        return (step + 1) / proxy.warmup_steps
-    span = max(1, proxy.steps - proxy.warmup_steps)
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - proxy.warmup_steps) / span)))
-
-
-def _seed_everything(seed: int) -> None:
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -159,7 +155,7 @@ def _seed_everything(seed: int) -> None:
 _LAYOUT_CHOICE: dict[tuple, str] = {}
 
 
-def _choose_layout(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, key: tuple) -> str:
+def choose_layout(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, key: tuple) -> str:
     """Time one forward+backward in each layout on this batch; keep the faster (cached per shape).
 
     The fast layout depends on the shape (channels_last_3d wins for X3D-XS at 64² and loses at 160² on
@@ -185,31 +181,11 @@ def _choose_layout(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, key
 
 def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write atomically: a crash mid-write never leaves a truncated checkpoint behind."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
 
 
-class _Progress:
-    """A one-line progress display on an interactive stderr; silent otherwise."""
-
-    def __init__(self, enabled: bool | None, total: int, label: str) -> None:
-        self.enabled = sys.stderr.isatty() if enabled is None else enabled
-        self.total, self.label, self.t0 = total, label, time.perf_counter()
-
-    def update(self, step: int, loss: float) -> None:
-        if self.enabled:
-            rate = step / max(1e-9, time.perf_counter() - self.t0)
-            print(f"\r{self.label}: step {step}/{self.total} loss {loss:.3f} ({rate:.1f} steps/s)",
-                  end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr, flush=True)
-
-
-def _evaluate_split(model: torch.nn.Module, val: ClipData, batch_size: int, device: torch.device,
+def evaluate_split(model: torch.nn.Module, val: ClipData, batch_size: int, device: torch.device,
                     layout: str) -> tuple[float, float]:
     """Top-1 (%) and mean loss; multi-view clips average their softmax over views."""
     model.eval()
@@ -220,7 +196,7 @@ def _evaluate_split(model: torch.nn.Module, val: ClipData, batch_size: int, devi
             clips = np.stack([c for c, _ in items])  # (B, V, T, H, W, 3)
             labels = torch.tensor([lab for _, lab in items], device=device)
             b, v = clips.shape[:2]
-            logits = model(_to_tensor(clips.reshape(b * v, *clips.shape[2:]), device, layout))
+            logits = model(to_tensor(clips.reshape(b * v, *clips.shape[2:]), device, layout))
             probs = logits.float().softmax(-1).reshape(b, v, -1).mean(1)
             loss_sum += F.nll_loss(probs.clamp_min(1e-12).log(), labels, reduction="sum").item()
             correct += (probs.argmax(-1) == labels).sum().item()
@@ -313,10 +289,10 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
                          "(memory_limit_gib, set by xnas --memory-per-trial, or what the machine has free)")
         result.wall_s = time.perf_counter() - t_start
         return result
-    _seed_everything(seed)
+    seed_everything(seed)
     model = build_model(trained).to(dev)
     model.train()
-    optimizer = _optimizer(model, proxy)
+    optimizer = make_optimizer(model, proxy)
     start_step = 0
     ckpt_path = Path(checkpoint) if checkpoint else None
     ident = {"arch": arch.hash, "proxy": proxy.hash, "seed": seed}
@@ -329,7 +305,7 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
             start_step = state["step"]
             result.layout = state.get("layout", "")
 
-    batches = _batches(len(train), proxy.batch_size, seed, start_step)
+    batches = batch_indices(len(train), proxy.batch_size, seed, start_step)
 
     def fetch(indices: np.ndarray) -> tuple[np.ndarray, torch.Tensor]:
         items = [train[int(i)] for i in indices]
@@ -339,8 +315,8 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
 
     layout = result.layout or proxy.layout
     if layout == "auto" and dev.type == "cpu":
-        clips, labels = fetch(next(_batches(len(train), proxy.batch_size, seed, 0)))
-        layout = _choose_layout(model, _to_tensor(clips, dev, "channels_first"), labels,
+        clips, labels = fetch(next(batch_indices(len(train), proxy.batch_size, seed, 0)))
+        layout = choose_layout(model, to_tensor(clips, dev, "channels_first"), labels,
                                 (arch.hash, clips.shape))
     elif layout == "auto":
         layout = "channels_first"
@@ -354,39 +330,38 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
                                          "optimizer": optimizer.state_dict(),
                                          "torch_rng": torch.get_rng_state(), "layout": layout})
 
-    bar = _Progress(progress, proxy.steps, arch.name)
-    t_train = time.perf_counter()
-    step = start_step
-    loss_value = float("nan")
-    for step in range(start_step, proxy.steps):
+    last_loss = float("nan")
+
+    def train_step(step: int) -> dict[str, Any]:
+        nonlocal last_loss
         clips, labels = fetch(next(batches))
         result.size = clips.shape[-2]  # the crop actually trained at (size_scale applied)
-        for group in optimizer.param_groups:
-            group["lr"] = proxy.lr * _lr_factor(step, proxy)
         with autocast:
-            logits = model(_to_tensor(clips, dev, layout))
+            logits = model(to_tensor(clips, dev, layout))
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=proxy.label_smoothing)
-        loss_value = loss.item()
-        if not math.isfinite(loss_value):
-            bar.close()
-            result.status, result.reason, result.steps = "failed", f"non-finite loss ({loss_value}) at step {step}", step
-            result.wall_s = time.perf_counter() - t_start
-            return result
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        bar.update(step + 1, loss_value)
-        done = step + 1
-        if proxy.checkpoint_every and done % proxy.checkpoint_every == 0 and done < proxy.steps:
-            # checkpoint before reporting: a report hook may stop the trial (Ray's early stopping)
-            save(done)
-            if report:
-                report(done, {"loss": loss_value})
-    bar.close()
+        last_loss = loss.item()
+        if math.isfinite(last_loss):
+            loss.backward()
+        return {"loss": last_loss}
+
+    def checkpoint(done: int, _so_far: Any) -> None:
+        # checkpoint before reporting: a report hook may stop the trial (Ray's early stopping)
+        save(done)
+        if report:
+            report(done, {"loss": last_loss})
+
+    t_train = time.perf_counter()
+    loop = run_steps(optimizer, train_step, start=start_step, end=proxy.steps, total=proxy.steps, base_lr=proxy.lr,
+                     warmup=proxy.warmup_steps, checkpoint_every=proxy.checkpoint_every, save=checkpoint,
+                     progress=progress, label=arch.name)
+    if loop.failure:
+        result.status, result.reason, result.steps = "failed", loop.failure, loop.steps_done
+        result.wall_s = time.perf_counter() - t_start
+        return result
     trained_steps = proxy.steps - start_step
     result.train_clips_per_s = trained_steps * proxy.batch_size / max(1e-9, time.perf_counter() - t_train)
     result.steps = proxy.steps
-    result.top1, result.loss = _evaluate_split(model, val, proxy.batch_size, dev, layout)
+    result.top1, result.loss = evaluate_split(model, val, proxy.batch_size, dev, layout)
     skipped = getattr(train, "report", None)
     if callable(skipped):
         result.skipped_files = [s["path"] if isinstance(s, dict) else str(s) for s in skipped().get("skipped", [])]

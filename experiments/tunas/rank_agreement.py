@@ -35,7 +35,8 @@ from nas.fidelity import kendall_tau_b  # the project's one implementation (xnas
 from nas.families.movinet import resolve
 from nas.proxy import Proxy
 from nas.drivers.tunas.controller import Controller
-from nas.drivers.tunas.search import SearchConfig, _Data, _lr_factor, supernet_loss
+from nas.drivers.tunas.search import SearchConfig, SupernetData, supernet_loss, warmup_steps
+from nas.loop import run_steps
 from nas.drivers.tunas.supernet import Path as NetPath, Supernet
 
 
@@ -101,7 +102,7 @@ def cmd_standalone(args: argparse.Namespace) -> None:
 def cmd_supernet(args: argparse.Namespace) -> None:
     space = nas.load_space(args.space)
     state, cfg = _load(args.search_dir)
-    data = _Data("synthetic", space, cfg.fixed, cfg)
+    data = SupernetData("synthetic", space, cfg.fixed, cfg)
     supernet = Supernet(space, classes=data.num_classes)
     supernet.load_state_dict(state["supernet"])
     supernet.eval()  # no dropout; BN keeps using batch statistics (TuNAS)
@@ -140,7 +141,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     state, cfg = _load(args.search_dir)
     cfg = dataclasses.replace(cfg, batch_size=args.batch_size, train_clips=args.train_clips)
     torch.manual_seed(args.seed)
-    data = _Data("synthetic", space, cfg.fixed, cfg)
+    data = SupernetData("synthetic", space, cfg.fixed, cfg)
     supernet = Supernet(space, classes=data.num_classes)
     supernet.load_state_dict(state["supernet"])
     ctrl = Controller(space, cfg.target_gflops, cfg.steps, fixed=cfg.fixed, seed=cfg.seed)
@@ -149,19 +150,21 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     g = torch.Generator().manual_seed(args.seed)
     supernet.train()
     t0 = time.perf_counter()
-    for step in range(args.steps):
+    def train_step(step: int) -> dict:
         arch = ctrl.policy.freeze(ctrl.policy.sample_indices(g))
         net = dataclasses.replace(resolve(arch.doc), classes=data.num_classes)
-        for group in opt.param_groups:
-            group["lr"] = args.lr * _lr_factor(step, args.steps)
-        opt.zero_grad(set_to_none=True)
         x, y = data.batch("train", step, cfg.batch_size)
         loss = supernet_loss(supernet, NetPath(net), x, y, cfg)
         loss.backward()
-        opt.step()
-        if (step + 1) % max(1, args.steps // 10) == 0:
-            print(json.dumps({"step": step + 1, "loss": float(loss.detach()), "s": round(time.perf_counter() - t0, 1)}),
+        return {"loss": float(loss.detach())}
+
+    def report(done: int, metrics: dict) -> None:
+        if done % max(1, args.steps // 10) == 0:
+            print(json.dumps({"step": done, "loss": metrics["loss"], "s": round(time.perf_counter() - t0, 1)}),
                   flush=True)
+
+    run_steps(opt, train_step, start=0, end=args.steps, total=args.steps, base_lr=args.lr,
+              warmup=warmup_steps(args.steps), after_step=report)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     state["supernet"] = supernet.state_dict()

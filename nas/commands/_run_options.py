@@ -20,8 +20,7 @@ from nas.commands.argtypes import non_negative_int as _non_negative_int
 from nas.commands.argtypes import positive_int as _positive_int
 
 if TYPE_CHECKING:
-    from nas.dsl.arch import Arch
-    from nas.evaluator import Evaluator, OnResult, Tags
+    from nas.evaluator import Evaluator
     from nas.runs import RecordingEvaluator, Run
 
 __all__ = ["add_run_arguments", "open_run", "proxy_from_args", "run_settings"]

@@ -19,7 +19,6 @@ longer than the video repeat its last frame.
 from __future__ import annotations
 
 import hashlib
-import os
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +33,7 @@ except ImportError as err:  # only real-video datasets need PyAV; say how to get
     raise ImportError("nas.data.video decodes with PyAV, which is not installed: pip install av") from err
 
 from nas.data.layouts import VideoIndex
+from nas.files import atomic_path
 from nas.data.transforms import resize, resize_short_side, short_side_size, three_crops
 
 __all__ = [
@@ -536,8 +536,6 @@ class VideoClips:
             error.write_text(err.reason)
             raise
         # write then rename: concurrent workers never see a half-written file
-        tmp = file.with_suffix(f".{os.getpid()}.tmp")
-        with open(tmp, "wb") as f:
+        with atomic_path(file) as tmp, open(tmp, "wb") as f:
             np.save(f, video)
-        os.replace(tmp, file)
         return video

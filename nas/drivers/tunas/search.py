@@ -23,7 +23,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -39,11 +38,14 @@ from nas.data.synthetic import DEFAULT_TASK
 from nas.dsl.arch import Arch
 from nas.dsl.space import Space
 from nas.families.movinet import resolve
+from nas.files import atomic_path
+from nas.loop import LoopResult, run_steps
 from nas.optim import RMSpropTF
 from nas.drivers.tunas.controller import REWARDS, Controller, warmup_probability
 from nas.drivers.tunas.supernet import SEARCH_FIXED_PREFIXES, Path as NetPath, Supernet, kernel_positions
 
-__all__ = ["SearchConfig", "SearchResult", "run_search", "supernet_loss", "default_fixed", "TRAJECTORY_COLUMNS"]
+__all__ = ["SearchConfig", "SearchResult", "run_search", "supernet_loss", "default_fixed", "TRAJECTORY_COLUMNS",
+           "SupernetData", "warmup_steps"]
 
 TRAJECTORY_COLUMNS = ("step", "loss", "q", "reward", "baseline", "advantage", "rl_lr", "warmup_p", "entropy",
                       "sampled_gflops", "expected_gflops", "argmax_gflops", "target_gflops", "wall_s")
@@ -186,7 +188,7 @@ def default_fixed(space: Space, clip: tuple[int, int, int] | None = None, dropou
     return fixed
 
 
-class _Data:
+class SupernetData:
     """Training and held-out splits at the search clip, as uint8 arrays, with per-step batches."""
 
     def __init__(self, data: str, space: Space, fixed: Mapping[str, Any], cfg: SearchConfig) -> None:
@@ -240,34 +242,14 @@ def supernet_loss(supernet: Supernet, path: NetPath, x: torch.Tensor, y: torch.T
     return loss
 
 
-def _lr_factor(step: int, total: int) -> float:
-    """TuNAS: linear warm-up over 2.5 % of the steps, then cosine to zero."""
-    warm = max(1, round(0.025 * total))
-    if step < warm:
-        return (step + 1) / warm
-    return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warm) / max(1, total - warm))))
+def warmup_steps(total: int) -> int:
+    """TuNAS's learning-rate warm-up: 2.5 % of the steps (at least one), then a cosine to zero."""
+    return max(1, round(0.025 * total))
 
 
 def _save(path: Path, state: dict[str, Any]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)  # atomic: a crash mid-write never leaves a truncated checkpoint
-
-
-class _Progress:
-    def __init__(self, enabled: bool, total: int, label: str) -> None:
-        self.enabled, self.total, self.label, self.t0 = enabled, total, label, time.perf_counter()
-
-    def update(self, step: int, row: Mapping[str, Any]) -> None:
-        if self.enabled:
-            rate = (time.perf_counter() - self.t0) / max(1, step)
-            print(f"\r{self.label}: step {step}/{self.total} loss {row['loss']:.3f} Q {row['q']:.2f} "
-                  f"sampled {row['sampled_gflops']:.3g} GFLOPs ({rate:.2f} s/step)  ", end="",
-                  file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr, flush=True)
+    with atomic_path(path) as tmp:  # a crash mid-write never leaves a truncated checkpoint
+        torch.save(state, tmp)
 
 
 def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: str = "synthetic", top_k: int = 2,
@@ -298,7 +280,7 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
     fixed = dict(cfg.fixed)
     torch.manual_seed(cfg.seed)
     t_setup = time.perf_counter()
-    loaded = _Data(data, space, fixed, cfg)
+    loaded = SupernetData(data, space, fixed, cfg)
     supernet = Supernet(space, classes=loaded.num_classes)
     if cfg.optimizer == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(supernet.parameters(), lr=cfg.lr)
@@ -334,44 +316,41 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
                           "trajectory": trajectory, "policy_rows": policy_rows,
                           "train_time": train_time, "train_steps": train_steps})
 
-    bar = _Progress(sys.stderr.isatty() if progress is None else progress, cfg.steps, f"tunas @{cfg.target_gflops:g}")
     t0, cpu0 = time.perf_counter(), time.process_time()
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     supernet.train()
     k_archs = cfg.archs_per_step
-    for step in range(start, end):
-        samples = [ctrl.sample() for _ in range(k_archs)]
-        paths = []
-        for sampled in samples:
+    sampled_now: list[Any] = []
+    paths_now: list[NetPath] = []
+
+    def train_step(step: int) -> dict[str, Any]:
+        """Shared weights: each sampled architecture on its own training batch, gradients averaged."""
+        sampled_now[:] = [ctrl.sample() for _ in range(k_archs)]
+        paths_now.clear()
+        for sampled in sampled_now:
             net = dataclasses.replace(resolve(sampled.arch.doc), classes=loaded.num_classes)
             mixed = [p for label in sampled.mixed_labels for p in positions.get(label, ())]
-            paths.append(NetPath(net, frozenset(mixed)))
-        # 1. shared weights: each architecture on its own training batch, gradients averaged
-        t_step = time.perf_counter()
-        for group in opt.param_groups:
-            group["lr"] = cfg.lr * _lr_factor(step, cfg.steps)
-        opt.zero_grad(set_to_none=True)
+            paths_now.append(NetPath(net, frozenset(mixed)))
         losses = []
-        for j, path in enumerate(paths):
+        for j, path in enumerate(paths_now):
             x, y = loaded.batch("train", step * k_archs + j, cfg.batch_size)
             loss = supernet_loss(supernet, path, x, y, cfg)
             (loss / k_archs).backward()
             losses.append(float(loss.detach()))
-        opt.step()
-        train_time += time.perf_counter() - t_step
-        train_steps += 1
-        # 2. then Q of the same architectures, each on its own held-out batch (after the update)
+        return {"loss": sum(losses) / k_archs}
+
+    def after_step(done: int, metrics: dict[str, Any]) -> None:
+        """Q of the same architectures on their own held-out batches (after the update), then REINFORCE."""
+        step = done - 1
         qs = []
         with torch.no_grad():
-            for j, path in enumerate(paths):
+            for j, path in enumerate(paths_now):
                 xv, yv = loaded.batch("held", step * k_archs + j, cfg.batch_size * cfg.val_multiplier)
                 qs.append(float((supernet(xv, path).argmax(-1) == yv).float().mean()))
-        # 3. REINFORCE
-        info = ctrl.update_many([(s.indices, q, s.gflops) for s, q in zip(samples, qs)])
-        done = step + 1
-        row = {"step": done, "loss": sum(losses) / k_archs, "q": sum(qs) / k_archs, **info,
+        info = ctrl.update_many([(s.indices, q, s.gflops) for s, q in zip(sampled_now, qs)])
+        row = {"step": done, "loss": metrics["loss"], "q": sum(qs) / k_archs, **info,
                "warmup_p": warmup_probability(step, cfg.steps, cfg.warmup_fraction),
-               "sampled_gflops": sum(s.gflops for s in samples) / k_archs, "target_gflops": cfg.target_gflops,
+               "sampled_gflops": sum(s.gflops for s in sampled_now) / k_archs, "target_gflops": cfg.target_gflops,
                "total_steps": cfg.steps}
         if done % cfg.log_every == 0 or done == cfg.steps:
             row["expected_gflops"] = ctrl.expected_cost(cfg.expected_samples, seed=done)
@@ -380,16 +359,30 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
                 for value, p in zip(ctrl.policy.values[label], probs):
                     policy_rows.append({"step": done, "label": label, "value": value, "prob": p})
         row["wall_s"] = time.perf_counter() - t0
+        metrics.update(row)
         trajectory.append(row)
-        bar.update(done, row)
-        if not bar.enabled and (done % max(1, cfg.steps // 10) == 0 or done == cfg.steps):
+        if not progress_on and (done % max(1, cfg.steps // 10) == 0 or done == cfg.steps):
             # no terminal: a progress line in the log every 10 % of the steps
             log(f"search: step {done}/{cfg.steps}, loss {row['loss']:.3f}, Q {row['q']:.2f}, sampled "
                 f"{row['sampled_gflops']:.3g} GFLOPs, {row['wall_s'] / max(1, done - start):.2f} s/step")
-        if done % cfg.checkpoint_every == 0 or done == end:
-            checkpoint(done)
-    bar.close()
-    steps_done = max(start, end)
+
+    def save(done: int, so_far: LoopResult) -> None:
+        nonlocal train_time, train_steps
+        train_time, train_steps = train_time_before + so_far.train_s, train_steps_before + done - start
+        checkpoint(done)
+
+    progress_on = sys.stderr.isatty() if progress is None else bool(progress)
+    train_time_before, train_steps_before = train_time, train_steps
+
+    loop = run_steps(opt, train_step, start=start, end=end, total=cfg.steps, base_lr=cfg.lr,
+                     warmup=warmup_steps(cfg.steps), checkpoint_every=cfg.checkpoint_every, save=save,
+                     checkpoint_at_end=True, after_step=after_step, progress=progress_on,
+                     label=f"tunas @{cfg.target_gflops:g}",
+                     describe=lambda m: f"loss {m['loss']:.3f} Q {m['q']:.2f} sampled {m['sampled_gflops']:.3g} GFLOPs")
+    train_time, train_steps = train_time_before + loop.train_s, train_steps_before + loop.steps_done - start
+    steps_done = loop.steps_done
+    if loop.failure:
+        log(f"search: stopped: {loop.failure}")
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     argmax = ctrl.argmax_arch(name=f"{space.name}-tunas-{cfg.target_gflops:g}")
     top = ctrl.top_k(top_k, n=max(32, 16 * top_k), seed=cfg.seed, exclude=[argmax.hash]) if top_k else []
