@@ -1,6 +1,6 @@
 """Figures from a results table: the accuracy-GFLOPs trade-off with its Pareto front.
 
-Matplotlib with the Agg backend (files only, never a window, never ``plt.show()``). Every figure is
+Matplotlib figures built without pyplot (files only, never a window, never a backend switch). Every figure is
 written as PNG and SVG side by side.
 """
 from __future__ import annotations
@@ -13,13 +13,29 @@ from typing import TYPE_CHECKING, Any, Sequence
 from nas.cost import GFLOPS_NOTE
 
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
     import pandas
 
     from nas.fidelity import Report
 
     from nas.dsl.arch import Arch
 
-__all__ = ["pareto_plot", "pareto_front", "is_baseline", "fidelity_plot"]
+__all__ = ["pareto_plot", "pareto_front", "is_baseline", "fidelity_plot", "save_figure"]
+
+
+def save_figure(fig: "Figure", path: Path, *, note: bool = False, svg: bool = True) -> Path:
+    """Lay ``fig`` out, write it as ``path`` (PNG) and, with ``svg``, an SVG beside it; ``note`` prints the
+    GFLOPs convention in the bottom-left corner. Figures are built with :class:`matplotlib.figure.Figure`
+    (no pyplot): drawing a file never switches the global backend, so a notebook keeps its inline plots."""
+    if note:
+        fig.text(0.01, 0.01, GFLOPS_NOTE, fontsize=6, alpha=0.7)
+        fig.tight_layout(rect=(0, 0.03, 1, 1))
+    else:
+        fig.tight_layout()
+    fig.savefig(path)
+    if svg:
+        fig.savefig(path.with_suffix(".svg"))
+    return path
 
 
 def is_baseline(row: Any) -> bool:
@@ -88,14 +104,12 @@ def pareto_plot(results: "pandas.DataFrame", path: Path, *, baselines: Sequence[
     Returns:
         ``path``.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
+    fig = Figure(figsize=(7, 4.5), dpi=120)
+    ax = fig.subplots()
     ok = results[(results["status"] == "ok") & results["top1"].notna()] if len(results) else results
     search = ok[[not is_baseline(r) for _, r in ok.iterrows()]] if len(ok) else ok
     if len(search):
@@ -124,12 +138,7 @@ def pareto_plot(results: "pandas.DataFrame", path: Path, *, baselines: Sequence[
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize=8)
-    fig.text(0.01, 0.01, GFLOPS_NOTE, fontsize=6, alpha=0.7)
-    fig.tight_layout(rect=(0, 0.03, 1, 1))
-    fig.savefig(path)
-    fig.savefig(path.with_suffix(".svg"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, note=True)
 
 
 def fidelity_plot(report: "Report", path: Path) -> Path:
@@ -139,14 +148,12 @@ def fidelity_plot(report: "Report", path: Path) -> Path:
     Returns:
         ``path`` (an SVG is written next to it).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 5), dpi=120)
+    fig = Figure(figsize=(6, 5), dpi=120)
+    ax = fig.subplots()
     points = [p for p in report.pairs if math.isfinite(p.run_score) and math.isfinite(p.reference_score)]
     groups: dict[str, list] = {}
     for p in points:
@@ -166,8 +173,4 @@ def fidelity_plot(report: "Report", path: Path) -> Path:
     ax.grid(True, alpha=0.3)
     if len(groups) > 1:
         ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path)
-    fig.savefig(path.with_suffix(".svg"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

@@ -23,3 +23,24 @@ def space(space_name: str):
 @pytest.fixture
 def arch(arch_name: str):
     return load_arch(arch_name)
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    """A small local Ray for one test module (2 CPUs, no dashboard), shut down after it."""
+    import os
+    import shutil
+    from pathlib import Path
+
+    from nas.integrations import ray_tune  # noqa: F401  (sets Ray's environment before ray is imported)
+    import ray
+
+    if ray.is_initialized():
+        yield ray
+        return
+    temp = Path(f"/tmp/xnas-test-ray-{os.getpid()}")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(temp),
+             object_store_memory=100 * 1024**2, logging_level="error")
+    yield ray
+    ray.shutdown()
+    shutil.rmtree(temp, ignore_errors=True)

@@ -6,8 +6,6 @@ suite over every sampler): a new evaluator joins by adding a subclass with ``mak
 from __future__ import annotations
 
 import math
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -148,20 +146,6 @@ class TestRecordingOverAnOldStyleEvaluator(EvaluatorContract):
         assert ev.inner.batches == [1, 1]
 
 
-@pytest.fixture(scope="class")
-def ray_session():
-    from nas.integrations import ray_tune  # noqa: F401  (sets Ray's environment before ray is imported)
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    temp = Path(f"/tmp/xnas-test-ray-{os.getpid()}")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(temp),
-             object_store_memory=100 * 1024**2, logging_level="error")
-    yield ray
-    ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
 
 
 @pytest.mark.usefixtures("ray_session")

@@ -45,20 +45,6 @@ TINY_PROXY = Proxy(steps=2, batch_size=4, size_scale=0.5, train_clips=16, val_cl
                    checkpoint_every=1, layout="channels_first")
 
 
-@pytest.fixture(scope="module")
-def ray_session(tmp_path_factory):
-    from nas.integrations import ray_tune  # noqa: F401  (sets Ray's environment before ray is imported)
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    temp = Path(f"/tmp/xnas-test-ray-{os.getpid()}")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(temp),
-             object_store_memory=100 * 1024**2, logging_level="error")
-    yield ray
-    ray.shutdown()
-    shutil.rmtree(temp, ignore_errors=True)
 
 
 def _archs(space, n, seed=0):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from nas.cost import GFLOPS_NOTE
 from nas.drivers.expand import AXES, PAPER_SYMBOLS, ExpansionResult
+from nas.plots import save_figure
 
 __all__ = ["tradeoff_plot", "AXIS_COLOURS"]
 
@@ -22,14 +23,12 @@ def tradeoff_plot(result: ExpansionResult, path: str | Path, *, title: str = "")
 
     Failed candidates (no top-1) are drawn as crosses on the bottom edge so every candidate is visible.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(8.5, 5.5), dpi=120)
+    fig = Figure(figsize=(8.5, 5.5), dpi=120)
+    ax = fig.subplots()
     scored = [c for c in result.rows() if c.top1 == c.top1]
     floor = min((c.top1 for c in scored), default=0.0) - 2.0
     for axis in AXES:
@@ -71,7 +70,4 @@ def tradeoff_plot(result: ExpansionResult, path: str | Path, *, title: str = "")
                           f"(x{result.rate:g} per step, {result.criterion})", fontsize=10)
     ax.grid(True, which="both", alpha=0.25)
     ax.legend(fontsize=7, loc="best")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, svg=False)

@@ -5,7 +5,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from nas.cost import GFLOPS_NOTE
+from nas.plots import save_figure
 
 __all__ = ["policy_plot"]
 
@@ -21,16 +21,13 @@ def policy_plot(trajectory: Sequence[Mapping[str, Any]], policy_rows: Sequence[M
         path: the PNG to write (an SVG is written next to it).
         title: the figure title.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
     import numpy as np
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(3, 1, figsize=(8, 9), dpi=110, sharex=True,
-                             gridspec_kw={"height_ratios": [1.2, 1, 1.4]})
+    fig = Figure(figsize=(8, 9), dpi=110)
+    axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1.2, 1, 1.4]})
     steps = [r["step"] for r in trajectory]
     ax = axes[0]
     ax.plot(steps, [r["sampled_gflops"] for r in trajectory], ".", ms=3, alpha=0.4, label="sampled (trained)")
@@ -76,9 +73,4 @@ def policy_plot(trajectory: Sequence[Mapping[str, Any]], policy_rows: Sequence[M
             ax.set_ylabel(f"{len(labels)} choices (document order)")
     ax.set_xlabel("search step")
     fig.suptitle(title or "TuNAS policy")
-    fig.text(0.01, 0.005, GFLOPS_NOTE, fontsize=6, alpha=0.7)
-    fig.tight_layout(rect=(0, 0.02, 1, 1))
-    fig.savefig(path)
-    fig.savefig(path.with_suffix(".svg"))
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, note=True)

@@ -42,7 +42,7 @@ from nas.dsl.arch import Arch
 from nas.dsl.choice import Choice, Repeat
 from nas.dsl.space import Space
 from nas.families.movinet import MovinetNet, parse_kernel, resolve
-from nas.models.layers import AvgPool3dSame, same_padding
+from nas.models.layers import AvgPool3dSame, init_conv_bn_, same_padding
 
 __all__ = ["Path", "Supernet", "build_supernet", "SEARCH_FIXED_PREFIXES", "BN_EPS"]
 
@@ -211,14 +211,7 @@ class Supernet(nn.Module):
 
     def _init_weights(self) -> None:
         # The standalone model's init (He fan-out convs, BN 1/0, classifier N(0, 0.01), ReZero 0).
-        for m in self.modules():
-            if isinstance(m, nn.Conv3d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm3d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_conv_bn_(self)
         nn.init.normal_(self.head.classifier.weight, std=0.01)
         nn.init.zeros_(self.head.classifier.bias)
 
