@@ -22,7 +22,7 @@ from nas.cost import Cost
 from nas.dsl.schema import ParseContext
 from nas.errors import DSLError
 from nas.families import ensemble
-from nas.families.base import Family, parse_with
+from nas.families.base import Family, lookup, parse_with
 from nas.families.leaves import LEAF_FAMILIES
 
 if TYPE_CHECKING:
@@ -36,10 +36,7 @@ FAMILIES: dict[str, Family] = {**LEAF_FAMILIES, ensemble.FAMILY.name: ensemble.F
 
 def family_of(name: str) -> Family:
     """The family called ``name``."""
-    try:
-        return FAMILIES[name]
-    except KeyError:
-        raise DSLError("family", name, "one of " + ", ".join(FAMILIES)) from None
+    return lookup(FAMILIES, name)
 
 
 def parse(raw: Any, *, allow_choices: bool, file: str | None) -> tuple[dict, ParseContext]:

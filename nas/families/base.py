@@ -12,7 +12,7 @@ from nas.dsl.document import header_fields, parse_document
 from nas.dsl.schema import Field, ParseContext, Record
 from nas.errors import DSLError
 
-__all__ = ["Family", "parse_with"]
+__all__ = ["Family", "parse_with", "lookup"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,14 @@ class Family:
     cost: Callable[..., Cost]
     clip: Callable[[dict], Clip]
     validate: Callable[[dict], None] | None = None
+
+
+def lookup(families: Mapping[str, Family], name: str) -> Family:
+    """The family called ``name`` among ``families`` (a :class:`~nas.errors.DSLError` naming the known ones)."""
+    try:
+        return families[name]
+    except KeyError:
+        raise DSLError("family", name, "one of " + ", ".join(families)) from None
 
 
 def parse_with(families: Mapping[str, Family], raw: Any, *, allow_choices: bool,

@@ -4,9 +4,8 @@ from __future__ import annotations
 from typing import Any
 
 from nas.dsl.schema import ParseContext
-from nas.errors import DSLError
 from nas.families import movinet, tsn2d, x3d
-from nas.families.base import Family, parse_with
+from nas.families.base import Family, lookup, parse_with
 
 __all__ = ["LEAF_FAMILIES", "leaf_family", "parse_leaf"]
 
@@ -15,10 +14,7 @@ LEAF_FAMILIES: dict[str, Family] = {f.name: f for f in (x3d.FAMILY, movinet.FAMI
 
 def leaf_family(name: str) -> Family:
     """The single-network family called ``name``."""
-    try:
-        return LEAF_FAMILIES[name]
-    except KeyError:
-        raise DSLError("family", name, "one of " + ", ".join(LEAF_FAMILIES)) from None
+    return lookup(LEAF_FAMILIES, name)
 
 
 def parse_leaf(raw: Any, *, allow_choices: bool, file: str | None) -> tuple[dict, ParseContext]:
