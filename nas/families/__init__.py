@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from nas.cost import Cost
 from nas.dsl.schema import ParseContext
-from nas.errors import DSLError
 from nas.families import ensemble
 from nas.families.base import Family, lookup, parse_with
 from nas.families.leaves import LEAF_FAMILIES
