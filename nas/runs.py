@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from nas.evaluator import Evaluator
     from nas.integrations.optuna_study import Study
 
-__all__ = ["Run", "RecordingEvaluator", "COLUMNS", "NEUTRAL_KEYS", "evaluation_key", "read_results",
+__all__ = ["Run", "RunLock", "RecordingEvaluator", "COLUMNS", "NEUTRAL_KEYS", "evaluation_key", "read_results",
            "FAULT_EXIT_CODE", "write_json"]
 
 # results.csv columns, in order. ``tags`` holds every tag as JSON (driver and step also have columns).
@@ -132,6 +132,65 @@ def read_results(path: str | Path) -> list[dict[str, str]]:
     return good
 
 
+class RunLock:
+    """One writer per run: an exclusive ``flock`` on ``<run>/run.lock`` holding the writer's pid.
+
+    The kernel drops the lock when its process dies, however it dies, so a lock left by a killed
+    holder is stale by construction and the next opener takes it over (``stale_pid`` says whose it
+    was). Opening the same run again inside the process that holds it is allowed (counted), since
+    the danger is another process writing the same files.
+    """
+
+    _held: dict[Path, "RunLock"] = {}
+
+    def __init__(self, path: Path, handle: Any, stale_pid: str) -> None:
+        self.path, self.handle, self.stale_pid, self.count = path, handle, stale_pid, 1
+
+    @classmethod
+    def acquire(cls, run_dir: Path) -> "RunLock":
+        """Take the run's lock, or raise :class:`RunError` naming the directory and the holder's pid."""
+        import fcntl
+
+        key = run_dir.resolve()
+        held = cls._held.get(key)
+        if held is not None:
+            held.count += 1
+            return held
+        path = run_dir / "run.lock"
+        handle = open(path, "a+")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise RunError("name", f"run directory {run_dir} is in use by pid {holder}; allowed: wait for that "
+                                   "process to finish (or stop it), or another name") from None
+        handle.seek(0)
+        previous = handle.read().strip()
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"{os.getpid()}\n")
+        handle.flush()
+        lock = cls(path, handle, previous if previous and previous != str(os.getpid()) else "")
+        cls._held[key] = lock
+        return lock
+
+    def release(self) -> None:
+        """Give the lock back (the last release of this process's opens unlocks it)."""
+        self.count -= 1
+        if self.count > 0 or self.handle.closed:
+            return
+        import fcntl
+
+        self._held.pop(self.path.parent.resolve(), None)
+        self.handle.seek(0)
+        self.handle.truncate()  # empty: a pid left in the file means its holder died holding it
+        self.handle.flush()
+        fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+        self.handle.close()
+
+
 class Run:
     """One run directory (see the module docstring). Open with :meth:`open`.
 
@@ -165,6 +224,7 @@ class Run:
         self._cache: dict[tuple[str, str], TrialResult] = {}
         self._rows: list[dict[str, str]] = []
         self._closers: list[Callable[[], None]] = []
+        self._lock: "RunLock | None" = None
 
     # -- opening ------------------------------------------------------------------------------------
     @classmethod
@@ -188,8 +248,10 @@ class Run:
         run_dir = Path(root) / name
         config_path = run_dir / "config.json"
         if config_path.is_file():
+            lock = RunLock.acquire(run_dir)  # before anything is read or written: one writer per run
             stored = json.loads(config_path.read_text())
             if stored.get("driver") != driver:
+                lock.release()
                 raise RunError("name", f"run {name!r} was made by driver {stored.get('driver')!r}, not "
                                        f"{driver!r}; allowed: another name")
             old = stored.get("config", {})
@@ -197,20 +259,28 @@ class Run:
                 if key in NEUTRAL_KEYS:
                     continue
                 if old.get(key) != config.get(key):
+                    lock.release()
                     raise RunError(f"config.{key}", f"got {_brief(config.get(key))} but run {name!r} was made "
                                    f"with {_brief(old.get(key))}; allowed: the same value, or another name")
             stored["config"] = {**old, **{k: config[k] for k in config if k in NEUTRAL_KEYS}}
             stored["resumed"] = stored.get("resumed", 0) + 1
             run = cls(run_dir, name, driver, stored["config"], storage)
+            run._lock = lock
+            run.on_close(lock.release)
             write_json(config_path, stored)
             run._load()
+            if lock.stale_pid:
+                run.log(f"took over the lock of pid {lock.stale_pid}, which is gone (killed or crashed)")
             run.log(f"resumed run {name} ({len(run._rows)} results on file)")
         else:
             if resume:
                 raise RunError("resume", f"no run {name!r} under {Path(root)}; allowed: the name of an "
                                          "existing run (or resume=False to start one)")
             run_dir.mkdir(parents=True, exist_ok=True)
+            lock = RunLock.acquire(run_dir)
             run = cls(run_dir, name, driver, config, storage)
+            run._lock = lock
+            run.on_close(lock.release)
             write_json(config_path, {"driver": driver, "name": name, "config": config,
                                       "storage": _redact(run.storage_url), "created": _now()})
             run.log(f"new run {name} (driver {driver})")
