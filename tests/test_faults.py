@@ -91,3 +91,130 @@ def test_reopening_inside_the_holding_process_is_allowed(tmp_path: Path) -> None
     proc = subprocess.run([sys.executable, "-c", HOLD.replace("time.sleep(120)", ""), str(tmp_path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
+
+
+# -- kill -9 at seeded random instants, then resume: the same results as the uninterrupted run --------
+
+FORMULA = ["--executor", "local", "--evaluator", "formula", "--no-progress"]
+
+
+def _rows(run_dir: Path) -> list[tuple[str, str, str, str]]:
+    import csv
+
+    with open(run_dir / "results.csv", newline="") as f:
+        return [(r["trial"], r["hash"], r["status"], r["top1"]) for r in csv.DictReader(f)]
+
+
+def _trials(run_dir: Path) -> list[tuple]:
+    from nas.integrations.optuna_study import optuna
+
+    storage = f"sqlite:///{run_dir / 'study.db'}"
+    study = optuna.load_study(study_name=run_dir.name, storage=storage)
+    return [(t.number, t.state.name, t.values, t.params) for t in study.get_trials(deepcopy=False)]
+
+
+def _kill_when(cmd: list[str], ready, delay_s: float, timeout_s: float = 120) -> bool:
+    """Start the real CLI, SIGKILL it ``delay_s`` after ``ready()`` turns true; whether it was killed
+    (False: it finished first)."""
+    proc = subprocess.Popen([sys.executable, "-m", "nas.cli", *cmd], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while proc.poll() is None and not ready():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{cmd}: never ready")
+            time.sleep(0.005)
+        time.sleep(delay_s)
+        killed = proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        return killed
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _row_count(path: Path) -> int:
+    try:
+        return max(0, len(path.read_text().splitlines()) - 1)
+    except FileNotFoundError:
+        return 0
+
+
+def _sample_kill_resume(tmp_path: Path, strategy: str, kills: list[tuple[int, float]], trials: int = 16,
+                        extra: tuple[str, ...] = ()) -> None:
+    base = ["sample", "--space", "movinet", "--strategy", strategy, "--trials", str(trials), "--batch", "4",
+            *FORMULA, *extra, "--runs-dir", str(tmp_path)]
+    assert main([*base, "--name", "full"]) == 0
+    killed_dir = tmp_path / "killed"
+    for rows, delay in kills:
+        assert _kill_when([*base, "--name", "killed"], lambda: _row_count(killed_dir / "results.csv") >= rows, delay)
+        assert _row_count(killed_dir / "results.csv") < trials  # the kill landed inside the run
+    assert main([*base, "--name", "killed", "--resume"]) == 0
+    assert _rows(killed_dir) == _rows(tmp_path / "full")
+    assert _trials(killed_dir) == _trials(tmp_path / "full")
+    assert len(_trials(killed_dir)) == trials
+
+
+@pytest.mark.parametrize("strategy,kills", [
+    ("tpe", [(5, 0.003), (11, 0.0)]),
+    ("random", [(2, 0.001)]),
+    ("nsga2", [(9, 0.002)]),
+])
+def test_sample_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path: Path, strategy: str, kills) -> None:
+    _sample_kill_resume(tmp_path, strategy, kills)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["tpe", "random", "nsga2"])
+@pytest.mark.parametrize("seed", range(4))
+def test_sample_many_kill_points(tmp_path: Path, strategy: str, seed: int) -> None:
+    import random
+
+    rng = random.Random(seed)
+    kills = sorted((rng.randrange(0, 40), rng.random() * 0.01) for _ in range(3))
+    _sample_kill_resume(tmp_path, strategy, kills, trials=40)
+
+
+def test_expand_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path: Path) -> None:
+    base = ["expand", "--target-gflops", "0.3", "--formula", "x3d-factors", *FORMULA, "--runs-dir", str(tmp_path)]
+    assert main([*base, "--name", "full"]) == 0
+    killed = tmp_path / "killed"
+    for rows, delay in [(3, 0.001), (11, 0.0)]:
+        assert _kill_when([*base, "--name", "killed"], lambda: _row_count(killed / "results.csv") >= rows, delay)
+    assert main([*base, "--name", "killed", "--resume"]) == 0
+    assert _rows(killed) == _rows(tmp_path / "full")
+    assert (killed / "trajectory.csv").read_text() == (tmp_path / "full" / "trajectory.csv").read_text()
+
+
+def test_search_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path: Path) -> None:
+    from nas.drivers.tunas.testing import TINY_SPACE
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY_SPACE)
+    base = ["search", "--space", str(space), "--target-gflops", "0.0015", "--search-steps", "32",
+            "--search-size-scale", "1", "--search-batch-size", "2", "--val-multiplier", "2", "--search-train-clips", "4",
+            "--clip", "4x2x32", "--top-k", "1", *FORMULA, "--runs-dir", str(tmp_path / "runs")]
+    assert main([*base, "--name", "full"]) == 0
+    search = tmp_path / "runs" / "killed" / "search-0.0015"
+    # killed after its first checkpoint (step 30 of 32)
+    assert _kill_when([*base, "--name", "killed"], lambda: (search / "checkpoint.pt").is_file(), 0.05)
+    assert not (search / "argmax.yaml").is_file()  # killed inside the search
+    assert main([*base, "--name", "killed", "--resume"]) == 0
+    full = tmp_path / "runs" / "full" / "search-0.0015"
+    for name in ("argmax.yaml", "policy.csv"):
+        assert (search / name).read_text() == (full / name).read_text()
+    assert _rows(search.parent) == _rows(full.parent)
+
+
+@pytest.mark.slow
+def test_sample_on_ray_killed_mid_batch_resumes_to_the_uninterrupted_run(tmp_path: Path) -> None:
+    extra = ("--executor", "ray", "--cpus-per-trial", "1")
+    base = ["sample", "--space", "movinet", "--strategy", "tpe", "--trials", "12", "--batch", "4", "--evaluator",
+            "formula", "--no-progress", *extra, "--runs-dir", str(tmp_path)]
+    assert main([*base, "--name", "full"]) == 0
+    killed = tmp_path / "killed"
+    assert _kill_when([*base, "--name", "killed"], lambda: _row_count(killed / "results.csv") >= 5, 0.0, timeout_s=300)
+    assert main([*base, "--name", "killed", "--resume"]) == 0
+    assert _rows(killed) == _rows(tmp_path / "full")
+    assert _trials(killed) == _trials(tmp_path / "full")
