@@ -122,26 +122,25 @@ def sample(space: "Space", evaluator: "Evaluator", study: "Study", config: Sampl
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     asked_here = False  # the budget stops asking only after one batch of this call: progress is made
     evaluated = 0
-    pending = study.unfinished(space)
-    if pending:
-        log(f"finishing {len(pending)} trial(s) asked before the run stopped")
     while True:
-        if pending:
-            asked, pending = pending, []
+        first = study.first_unfinished()
+        if first is not None:  # a batch cut short by a crash: finish it exactly as it was proposed
+            batch_index = first // config.batch
+            log(f"finishing batch {batch_index} (from trial {batch_index * config.batch}), asked before the run stopped")
         else:
             total = study.next_number()
-            remaining = config.trials - total
-            if remaining <= 0:
+            if total >= config.trials:
                 break
             if deadline is not None and asked_here and time.monotonic() >= deadline:
                 log(f"--timeout {config.timeout:g} s reached after {total} trial(s); rerun the command to go on")
                 break
             batch_index = total // config.batch
-            constraint = config.target_gflops if config.strategy == "nsga2" else None
-            sampler = make_sampler(config.strategy, seed=sampler_seed(config.seed, batch_index),
-                                   population_size=config.population, max_gflops=constraint)
-            asked = study.ask_batch(space, min(config.batch, remaining), sampler)
-            asked_here = True
+        start = batch_index * config.batch
+        constraint = config.target_gflops if config.strategy == "nsga2" else None
+        sampler = make_sampler(config.strategy, seed=sampler_seed(config.seed, batch_index),
+                               population_size=config.population, max_gflops=constraint)
+        asked = study.ask_batch(space, min(config.batch, config.trials - start), sampler, first_number=start)
+        asked_here = True
         archs = [space.freeze(s) for _, s in asked]
         tags = [{"driver": "sample", "step": number // config.batch, "strategy": config.strategy, TRIAL_TAG: number}
                 for number, _ in asked]

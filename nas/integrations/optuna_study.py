@@ -237,33 +237,64 @@ class Study:
         raise KeyError(f"trial {number} is not in study {self.study.study_name!r}")
 
     # -- sampling ---------------------------------------------------------------------------------
-    def ask_batch(self, space: "Space", count: int,
-                  sampler: "optuna.samplers.BaseSampler") -> list[tuple[int, dict[str, Any]]]:
-        """Ask ``count`` new trials with ``sampler`` over the space's static dimension set; return
-        ``(trial number, DSL sample)`` pairs."""
-        self.study.sampler = sampler
-        dists = self._space_dists(space)
-        asked = []
-        for _ in range(count):
-            trial = self.study.ask(fixed_distributions=dists)
-            self._asked[trial.number] = trial
-            asked.append((trial.number, decode_sample(space, trial.params)))
-        return asked
+    def ask_batch(self, space: "Space", count: int, sampler: "optuna.samplers.BaseSampler",
+                  first_number: int | None = None) -> list[tuple[int, dict[str, Any]]]:
+        """The trials numbered ``first_number .. first_number + count - 1`` (default: the next ones),
+        as ``(trial number, DSL sample)`` pairs, finished ones left out.
 
-    def unfinished(self, space: "Space") -> list[tuple[int, dict[str, Any]]]:
-        """Trials asked but never told (the run stopped in between), as ``(number, sample)``.
-
-        Those with every dimension set are returned to be evaluated (the uninterrupted run would have
-        evaluated exactly them); a trial cut off while its params were being written is marked failed.
+        Crash-safe by construction: ``sampler`` proposes the batch in an in-memory replica of the
+        trials numbered below ``first_number`` (all finished), so the proposals are a function of that
+        history and the sampler's seed only; each proposal is then enqueued (one atomic storage write
+        that carries its params) and popped. A rerun after a kill at any instant -- while proposing,
+        enqueuing, popping or writing a trial's params -- re-proposes the same batch, reuses the trials
+        already in the study (completing their params from the enqueued ones) and adds only the
+        missing ones: the same trials, numbered alike, as the uninterrupted run.
         """
         dists = self._space_dists(space)
+        first = self.next_number() if first_number is None else first_number
+        trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
+        replica = optuna.create_study(directions=[d.name.lower() for d in self.study.directions], sampler=sampler)
+        replica.add_trials([t for n, t in sorted(trials.items()) if n < first])
+        proposals = [replica.ask(fixed_distributions=dists).params for _ in range(count)]
         out = []
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING)):
-            if set(t.params) >= set(dists):
-                out.append((t.number, decode_sample(space, t.params)))
-            else:
-                self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+        for j, params in enumerate(proposals):
+            number = first + j
+            trial = trials.get(number)
+            if trial is None:  # not created before a crash: enqueue and pop it
+                self.study.enqueue_trial(params)
+                popped = self.study.ask(fixed_distributions=dists)
+                if popped.number != number:
+                    raise RuntimeError(f"trial numbering: expected {number}, got {popped.number}; is another "
+                                       "process writing this study?")
+                self._asked[number] = popped
+            elif trial.state.is_finished():
+                continue
+            else:  # created before a crash, possibly with part of its params: complete them
+                if trial.state == TrialState.WAITING:
+                    popped = self.study.ask(fixed_distributions=dists)
+                    self._asked[number] = popped
+                else:
+                    self._asked[number] = self._complete(trial, dists)
+            out.append((number, decode_sample(space, params)))
         return out
+
+    def _complete(self, trial: "optuna.trial.FrozenTrial", dists: Mapping[str, BaseDistribution]) -> "optuna.trial.Trial":
+        """A RUNNING trial whose params may be partly written: write the rest from its enqueued values."""
+        live = optuna.trial.Trial(self.study, trial._trial_id)
+        for name, dist in dists.items():
+            if name in trial.params:
+                continue
+            if isinstance(dist, CategoricalDistribution):
+                live.suggest_categorical(name, dist.choices)
+            else:
+                live.suggest_float(name, dist.low, dist.high, log=dist.log, step=dist.step)
+        return live
+
+    def first_unfinished(self) -> int | None:
+        """The lowest number of a trial asked but never told (a run stopped in between), or None."""
+        numbers = [t.number for t in self.study.get_trials(deepcopy=False,
+                                                           states=(TrialState.RUNNING, TrialState.WAITING))]
+        return min(numbers) if numbers else None
 
     # -- reading ----------------------------------------------------------------------------------
     def count(self, states: Sequence[str] = ("ok", "failed", "pruned")) -> int:
