@@ -262,6 +262,13 @@ class Run:
                     lock.release()
                     raise RunError(f"config.{key}", f"got {_brief(config.get(key))} but run {name!r} was made "
                                    f"with {_brief(old.get(key))}; allowed: the same value, or another name")
+            url = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
+            if stored.get("storage") and _redact(url) != stored["storage"] and not (
+                    storage is None and _default_sqlite(stored["storage"], run_dir)):  # a moved or cloned run
+                lock.release()
+                raise RunError("storage", f"got {_redact(url)!r} but run {name!r} keeps its study in "
+                                          f"{stored['storage']!r}; allowed: that storage (its password, if any, is "
+                                          "not stored)")
             stored["config"] = {**old, **{k: config[k] for k in config if k in NEUTRAL_KEYS}}
             stored["resumed"] = stored.get("resumed", 0) + 1
             run = cls(run_dir, name, driver, stored["config"], storage)
@@ -585,6 +592,13 @@ def _ends_with_newline(path: Path) -> bool:
 def _brief(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 100 else text[:97] + "..."
+
+
+def _default_sqlite(url: str, run_dir: Path) -> bool:
+    """Whether ``url`` is the default study of a run folder named like ``run_dir`` (its absolute path
+    changes when the folder is moved or cloned)."""
+    return url.startswith("sqlite:///") and Path(url[len("sqlite:///"):]).parent.name == run_dir.name \
+        and url.endswith("/study.db")
 
 
 def _redact(url: str) -> str:

@@ -119,7 +119,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
 
 def usage_error(err: RunError) -> UsageError:
     """A run's error as the command line says it: its field as the flag that sets it."""
-    flag = {"name": "--name", "resume": "--resume", "driver": "--name"}.get(err.field, err.field)
+    flag = {"name": "--name", "resume": "--resume", "driver": "--name", "storage": "--storage"}.get(err.field, err.field)
     detail = err.detail.replace("another name", "another --name").replace("resume=False", "leave out --resume")
     return UsageError(f"{flag}: {detail}")
 
