@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from nas.evaluator import Evaluator
     from nas.integrations.optuna_study import Study
 
-__all__ = ["Run", "RunLock", "RecordingEvaluator", "COLUMNS", "NEUTRAL_KEYS", "evaluation_key", "read_results",
+__all__ = ["Run", "RunLock", "RecordingEvaluator", "COLUMNS", "NEUTRAL_KEYS", "evaluation_key", "read_results", "results_frame",
            "FAULT_EXIT_CODE", "write_json"]
 
 # results.csv columns, in order. ``tags`` holds every tag as JSON (driver and step also have columns).
@@ -110,9 +110,11 @@ def _result_from_row(row: Mapping[str, str]) -> TrialResult:
         skipped_files=json.loads(row["skipped_files"]) if row["skipped_files"] else [])
 
 
-def read_results(path: str | Path) -> list[dict[str, str]]:
+def read_results(path: str | Path, *, repair: bool = False) -> list[dict[str, str]]:
     """The rows of a ``results.csv`` as strings; a torn last line (the process was killed while
-    writing it) is dropped and the file repaired."""
+    writing it) is left out. ``repair`` also rewrites the file without it: only the run's writer (the
+    holder of its lock) may, since a reader that rewrote the file under a live writer would swap the
+    file its appends go to."""
     path = Path(path)
     if not path.is_file():
         return []
@@ -123,13 +125,27 @@ def read_results(path: str | Path) -> list[dict[str, str]]:
     good = [r for r in rows if None not in r and all(v is not None for v in r.values())
             and len(r) == len(COLUMNS)]
     torn = not text.endswith("\n") or len(good) != len(rows)
-    if torn and lines:
+    if torn and lines and repair:
         # keep the header and every complete row, rewrite atomically
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(good)
     return good
+
+
+def results_frame(path: str | Path) -> "pandas.DataFrame":
+    """A ``results.csv`` as a DataFrame (a torn last line left out, the file untouched)."""
+    import io
+
+    import pandas
+
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(read_results(path))
+    buffer.seek(0)
+    return pandas.read_csv(buffer, keep_default_na=True)
 
 
 class RunLock:
@@ -296,7 +312,7 @@ class Run:
         return run
 
     def _load(self) -> None:
-        self._rows = read_results(self.results_path)
+        self._rows = read_results(self.results_path, repair=True)
         for row in self._rows:
             if row["status"] != OK and row["reason"].startswith(RETRY_ON_RESUME):
                 continue  # a trial whose worker crashed (not the candidate's fault): a resume retries it
@@ -372,8 +388,7 @@ class Run:
 
         if not self.results_path.is_file():
             return pandas.DataFrame(columns=list(COLUMNS))
-        read_results(self.results_path)
-        return pandas.read_csv(self.results_path, keep_default_na=True)
+        return results_frame(self.results_path)
 
     def cached(self, arch: Arch, key: str) -> TrialResult | None:
         """The recorded result of ``arch`` under evaluation key ``key``, if any."""
@@ -443,7 +458,7 @@ class Run:
     def _append_row(self, row: Mapping[str, str]) -> None:
         new = not self.results_path.is_file() or self.results_path.stat().st_size == 0
         if not new and not _ends_with_newline(self.results_path):
-            read_results(self.results_path)  # a torn last row from a killed writer: drop it first
+            read_results(self.results_path, repair=True)  # a torn last row from a killed writer: drop it first
         with open(self.results_path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             if new:

@@ -239,3 +239,20 @@ def test_expand_many_kill_points(tmp_path: Path, executor: str, seed: int) -> No
     assert main([*base, "--name", "killed", "--resume"]) == 0
     assert sorted(_rows(killed)) == sorted(_rows(tmp_path / "full"))  # Ray: rows in finishing order
     assert (killed / "trajectory.csv").read_text() == (tmp_path / "full" / "trajectory.csv").read_text()
+
+
+def test_readers_never_rewrite_a_live_runs_results(tmp_path: Path) -> None:
+    """``xnas report`` (a reader) leaves a torn last line to the run's writer: rewriting the file under a
+    live writer would swap the file its next appends go to, and those rows would be lost."""
+    from nas.commands.results import load_results
+    from nas.runs import read_results
+
+    fast = [*FORMULA, "--runs-dir", str(tmp_path)]
+    assert main(["sample", "--space", "x3d", "--trials", "3", "--name", "s", *fast]) == 0
+    path = tmp_path / "s" / "results.csv"
+    torn = path.read_text() + "3,abc,half-a-ro"
+    path.write_text(torn)
+    assert len(read_results(path)) == 3 and len(load_results(tmp_path / "s")) == 3
+    assert path.read_text() == torn  # untouched by readers
+    assert main(["sample", "--space", "x3d", "--trials", "4", "--name", "s", *fast]) == 0  # the writer repairs
+    assert len(read_results(path)) == 4 and path.read_text().endswith("\n")

@@ -19,15 +19,12 @@ __all__ = ["register", "load_results", "pareto_rows", "format_pareto", "write_pl
 
 def load_results(run_dir: str | Path) -> "pandas.DataFrame":
     """A run's ``results.csv`` as a DataFrame (``UsageError`` if the folder has none)."""
-    import pandas
-
-    from nas.runs import read_results
+    from nas.runs import results_frame
 
     path = Path(run_dir) / "results.csv"
     if not path.is_file():
         raise UsageError(f"RUN_DIR: got {str(run_dir)!r}; allowed: a run folder with a results.csv (runs/<name>)")
-    read_results(path)  # repairs a torn last line
-    return pandas.read_csv(path)
+    return results_frame(path)  # a torn last line left out; the file is the run's writer's to repair
 
 
 def pareto_rows(table: "pandas.DataFrame") -> list[dict[str, Any]]:
