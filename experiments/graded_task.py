@@ -175,8 +175,8 @@ def cmd_report(args: argparse.Namespace) -> None:
              "Chance is 16.7 % (6 classes). Binomial standard error of one top-1 on "
              f"{n_val} clips: sqrt(p(1-p)/{n_val}), at most {100 * math.sqrt(0.25 / n_val):.2f} points.",
              f"Machine: fp32 2048² matmul {matmul_peak():.0f} GMAC/s, measured by this report as it ran (lower "
-             "than idle when trials share the cores). Trials ran 2 at a time, 1 thread each, sometimes beside "
-             "other jobs: wall times are loaded ones, and a trial resumed from a mid-trial checkpoint counts "
+             "than idle when trials share the cores). Trials ran 1 thread each: the first 12 two at a time on Ray, "
+             "the later ones one at a time in process (`run --local`), beside other jobs: wall times are loaded ones, and a trial resumed from a mid-trial checkpoint counts "
              "only its resumed part. GFLOPs: one multiply-add of a conv or linear layer = 1 FLOP, full-size cost.",
              f"Status: {len(res)} trials on file of {2 + STRATA + 2 * len(SEEDED_STRATA) + 3 * len(axis_pairs())} "
              "planned; a `-` or `not run` is a trial not finished yet.", ""]
