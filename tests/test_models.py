@@ -39,11 +39,12 @@ def test_reference_forward_shape_on_small_clip(arch_name: str) -> None:
     assert torch.isfinite(out).all()
 
 
-def test_random_architectures_cost_equals_measured(space_name: str) -> None:
-    """100 random points of every space: the counts on the meta device (shapes only, so fast); the
-    first 3 on real CPU tensors at small clips (FlopCounterMode counts shapes, so the two agree; the
-    real ones check that the models run)."""
-    for i, arch in enumerate(_random_archs(space_name, 100, seed=1234)):
+@pytest.mark.parametrize("count", [25, pytest.param(100, marks=pytest.mark.slow)])
+def test_random_architectures_cost_equals_measured(space_name: str, count: int) -> None:
+    """Random points of every space (25 in the default suite, 100 in the slow one): the counts on the
+    meta device (shapes only); the first 3 on real CPU tensors at small clips (FlopCounterMode counts
+    shapes, so the two agree; the real ones check that the models run)."""
+    for i, arch in enumerate(_random_archs(space_name, count, seed=1234)):
         frames, size = 1 + i % 4, 24 + 8 * (i % 6)
         cost = arch.cost(frames=frames, size=size)
         if i < 3:
