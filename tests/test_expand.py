@@ -3,16 +3,19 @@ architecture deterministically, so the path, the per-axis cost solving and the c
 from __future__ import annotations
 
 import csv
+import json
 import math
 
 import pytest
 
 from nas import load_arch, load_space
 from nas.drivers.expand import (
-    AXES, ExpandError, build_candidates, expand, factor_bounds, replay, solve_axis, write_outputs,
+    AXES, Candidate, ExpandError, build_candidates, choose, expand, factor_bounds, replay, solve_axis,
+    top1_se_of_difference, write_outputs,
 )
 from nas.formulas import x3d_factors
 from nas.evaluator import FormulaEvaluator
+from nas.proxy import TrialResult
 from nas.families.x3d import cost as x3d_cost
 
 
@@ -271,3 +274,39 @@ def test_loss_drop_criterion() -> None:
     result = expand(load_arch("x2d"), LossOnly(), target_gflops=0.1, criterion="loss-drop-per-log-cost", log=_quiet)
     assert [c.axis for c in result.path()[1:]] == ["width", "width", "width", "width"]
     assert all(c.score > 0 for c in result.path()[1:-1])
+
+
+def _scored(axis: str, top1: float, loss: float, score: float) -> Candidate:
+    c = build_candidates(load_arch("x2d"), 1, 2.0, axes=(axis,))[0][0]
+    c.result = TrialResult(arch_name=c.arch.name, arch_hash=c.arch.hash, status="ok", top1=top1, loss=loss)
+    c.score = score
+    return c
+
+
+def test_a_difference_inside_the_standard_error_is_a_tie_decided_by_validation_loss() -> None:
+    # 96 validation clips: the SE of a difference near 20 % is about 5.8 points
+    a = _scored("spatial", 21.0, 1.70, 1.5)
+    b = _scored("frames", 19.0, 1.60, 1.2)
+    c = _scored("width", 10.0, 1.50, -3.0)
+    best, how = choose([a, b, c], val_clips=96)
+    assert best is b and "a tie within 1 SE of spatial, frames" in how and "validation loss 1.6000" in how
+    assert best.margin_se == pytest.approx(-2.0 / top1_se_of_difference(19.0, 21.0, 96))  # it trails by 2 points
+    # on 100 000 clips the 2-point lead is real: the criterion decides
+    a.margin_se = b.margin_se = float("nan")
+    best, how = choose([a, b, c], val_clips=100_000)
+    assert best is a and best.margin_se > 10 and "best criterion 1.500 vs frames 1.200" in how
+    # without a validation size (a formula) only exact ties go to the loss, as before
+    best, how = choose([a, b, c])
+    assert best is a and "no standard error" in how
+
+
+def test_trajectory_and_summary_carry_the_margins(tmp_path) -> None:
+    result = expand(load_arch("x2d"), _formula(), target_gflops=0.1, log=_quiet, val_clips=2560, chance_top1=100 / 6)
+    paths = write_outputs(result, tmp_path)
+    rows = list(csv.DictReader(open(paths["trajectory"])))
+    chosen = [r for r in rows if r["role"] == "candidate" and r["chosen"] == "1"]
+    assert chosen and all(r["margin_se"] for r in chosen)
+    assert all(not r["margin_se"] for r in rows if r["chosen"] == "0")
+    summary = json.loads(paths["summary"].read_text())
+    assert summary["chance_top1"] == pytest.approx(16.667, abs=1e-3) and summary["val_clips"] == 2560
+    assert [d["axis"] for d in summary["decisions"]] == [r["axis"] for r in chosen]

@@ -111,11 +111,12 @@ def cmd_expand(args: argparse.Namespace) -> int:
             raise UsageError(str(err).replace("evaluator.formula", "--formula")) from None
     config = {"start": start.hash, "start_name": start.name, **{k: (list(v) if isinstance(v, tuple) else v)
                                                                for k, v in settings.items()}}
+    val_clips, chance = _validation(args)
     run, evaluator = open_run(args, driver="expand", config=config)
     t0 = time.perf_counter()
     try:
         try:
-            result = expand(start, evaluator, log=run.log, **settings)
+            result = expand(start, evaluator, log=run.log, val_clips=val_clips, chance_top1=chance, **settings)
         except ExpandError as err:
             raise UsageError(str(err)) from None
         except KeyboardInterrupt:
@@ -131,6 +132,27 @@ def cmd_expand(args: argparse.Namespace) -> int:
           f"{wall:.0f} s this invocation)")
     run.log(f"expand finished in {wall:.0f} s: final {result.final.gflops:.4f} GFLOPs, top-1 {result.final.top1:.2f}")
     return 0 if result.landed else 1
+
+
+def _validation(args: argparse.Namespace) -> tuple[int | None, float | None]:
+    """The validation clips each candidate is scored on (for the decisions' standard errors) and the
+    task's chance top-1; ``(None, None)`` for a formula, which has no sampling error."""
+    if args.evaluator == "formula":
+        return None, None
+    from nas.commands._run_options import proxy_from_args
+
+    proxy = proxy_from_args(args, DEFAULT_PROXY)
+    if args.data in (None, "", "synthetic"):
+        from nas.data.synthetic import num_classes
+
+        return proxy.val_clips, 100.0 / num_classes(proxy.task)
+    from nas.data.layouts import discover
+
+    try:
+        val = discover(args.data, split="val")
+    except ValueError:
+        return None, None
+    return len(val), 100.0 / val.num_classes
 
 
 def _plots(result: Any, run: Any) -> dict[str, Any]:

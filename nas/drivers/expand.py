@@ -253,6 +253,7 @@ class Candidate:
     chosen: bool = False
     note: str = ""
     file: str = ""
+    margin_se: float = float("nan")  # chosen candidates: top-1 lead over the step's runner-up, in SEs
 
     @property
     def gflops(self) -> float:
@@ -318,6 +319,49 @@ def build_candidates(current: Arch, step: int, rate: float, axes: Sequence[str] 
         seen[cand.arch.hash] = axis
         out.append(cand)
     return out, skipped
+
+
+def top1_se_of_difference(top1_a: float, top1_b: float, val_clips: int) -> float:
+    """The binomial standard error (points) of the difference of two top-1 values measured on
+    ``val_clips`` validation clips each."""
+    pa, pb = top1_a / 100, top1_b / 100
+    return 100 * math.sqrt(max(pa * (1 - pa), 1e-12) / val_clips + max(pb * (1 - pb), 1e-12) / val_clips)
+
+
+def choose(cands: Sequence[Candidate], val_clips: int | None = None) -> tuple[Candidate, str]:
+    """The step's decision and how it was made.
+
+    The leader is the best criterion score. With ``val_clips`` (the validation split's size), every
+    candidate whose top-1 is within one standard error of a difference of the leader's ties with it,
+    and the tie goes to the lowest validation loss (then the criterion): a difference the validation
+    split cannot resolve is not a decision. Without it, only exact ties go to the loss.
+
+    Returns:
+        The chosen candidate (its ``margin_se`` set: its top-1 lead over the best other candidate in
+        standard errors, NaN without ``val_clips``) and a one-line account of the decision.
+    """
+    ok = [c for c in cands if c.score == c.score]
+    leader = max(ok, key=lambda c: (c.score, -_loss(c), -AXES.index(c.axis)))
+    tied = [leader]
+    if val_clips:
+        tied = [c for c in ok if abs(c.top1 - leader.top1) <= top1_se_of_difference(c.top1, leader.top1, val_clips)]
+    best = min(tied, key=lambda c: (_loss(c), -c.score, AXES.index(c.axis)))
+    others = sorted((c for c in ok if c is not best), key=lambda c: -c.score)
+    if not others:
+        return best, f"chose {best.axis}: the only candidate that evaluated"
+    runner = others[0]
+    lead = best.top1 - max(c.top1 for c in others)
+    if val_clips:
+        best.margin_se = lead / top1_se_of_difference(best.top1, max(c.top1 for c in others), val_clips)
+        margin = f"top-1 lead {lead:+.2f} pt = {best.margin_se:+.1f} SE (validation: {val_clips} clips)"
+    else:
+        margin = f"top-1 lead {lead:+.2f} pt (no validation size given: no standard error)"
+    if len(tied) > 1:
+        how = (f"a tie within 1 SE of {', '.join(c.axis for c in tied)}: decided by validation loss "
+               f"{_loss(best):.4f} (runner-up by criterion {runner.axis})")
+    else:
+        how = f"best criterion {best.score:.3f} vs {runner.axis} {runner.score:.3f}"
+    return best, f"chose {best.axis}: {how}; {margin}"
 
 
 def _loss(c: Candidate) -> float:
@@ -405,6 +449,8 @@ class ExpansionResult:
     tolerance: float
     skipped: dict[int, list[str]] = field(default_factory=dict)
     stop_reason: str = ""
+    chance_top1: float | None = None
+    val_clips: int | None = None
 
     def rows(self) -> list[Candidate]:
         """Every candidate in order: the start, each step's candidates, the contraction (the last of
@@ -457,7 +503,8 @@ def check_settings(start: Arch, *, target_gflops: float, rate: float, axes: Sequ
 
 def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: float = 2.0,
            axes: Sequence[str] = AXES, criterion: str = "gain-per-log-cost", tolerance: float = 0.03,
-           span: int = 32, max_steps: int = 20, log: Callable[[str], None] = print) -> ExpansionResult:
+           span: int = 32, max_steps: int = 20, log: Callable[[str], None] = print,
+           val_clips: int | None = None, chance_top1: float | None = None) -> ExpansionResult:
     """Run forward expansion from ``start`` up to ``target_gflops``, then backward contraction.
 
     Args:
@@ -471,6 +518,10 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
         span: source frames a single-frame clip stands for (X-Fast / X-Temporal from X2D).
         max_steps: give up expanding after this many steps.
         log: where progress lines go.
+        val_clips: the evaluator's validation clips per candidate: top-1 values closer than one standard
+            error of a difference tie, and the tie goes to the validation loss (:func:`choose`); each
+            decision's margin is logged in standard errors. ``None`` (a formula): exact ties only.
+        chance_top1: 100 / classes of the task, recorded beside the final top-1.
 
     Returns:
         The trajectory and the final architecture (evaluated).
@@ -517,13 +568,14 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
         if not ok:
             raise ExpandError(f"step {step}: every candidate failed: "
                               + "; ".join(f"{c.axis}: {c.result.reason if c.result else 'no result'}" for c in cands))
-        best = max(ok, key=lambda c: (c.score, -_loss(c), -AXES.index(c.axis)))
+        best, decision = choose(cands, val_clips)
         best.chosen = True
         steps.append(cands)
         for c in cands:
             mark = "*" if c.chosen else " "
             log(f"  {mark} {c.axis:<12} {c.gflops:9.4f} GFLOPs (x{c.macs / c.parent_macs:.3f})  "
                 f"top-1 {c.top1:6.2f}  {criterion} {c.score:8.3f}")
+        log(f"  step {step}: {decision}")
         current = best
     else:
         if current.macs < target_macs * (1 - tolerance):
@@ -545,7 +597,7 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
             c.chosen = True
     result = ExpansionResult(start=start_c, steps=steps, contraction=contraction, final=final,
                              target_gflops=target_gflops, rate=rate, criterion=criterion, tolerance=tolerance,
-                             skipped=skipped, stop_reason=stop_reason)
+                             skipped=skipped, stop_reason=stop_reason, chance_top1=chance_top1, val_clips=val_clips)
     return result
 
 
@@ -568,7 +620,7 @@ def replay(start: Arch, path: Sequence[dict[str, float]]) -> list[Arch]:
 
 # -- outputs ----------------------------------------------------------------------------------------
 TRAJECTORY_COLUMNS = ["step", "role", "axis", "chosen", *AXES, "frames_x_stride", "crop", "gflops", "params",
-                      "ratio", "top1", "score", "status", "arch_hash", "arch_file", "note"]
+                      "ratio", "top1", "score", "margin_se", "status", "arch_hash", "arch_file", "note"]
 
 
 def _row(c: Candidate) -> dict[str, Any]:
@@ -582,6 +634,7 @@ def _row(c: Candidate) -> dict[str, Any]:
         "ratio": f"{c.macs / c.parent_macs:.4f}" if c.parent_macs else "",
         "top1": f"{c.top1:.3f}" if c.top1 == c.top1 else "",
         "score": f"{c.score:.4f}" if c.score == c.score else "",
+        "margin_se": f"{c.margin_se:.2f}" if c.margin_se == c.margin_se else "",
         "status": r.status if r is not None else "not evaluated",
         "arch_hash": c.arch.hash, "arch_file": c.file,
         "note": c.note or (r.reason if r is not None and r.status != "ok" else ""),
@@ -639,6 +692,9 @@ def summary_dict(result: ExpansionResult) -> dict[str, Any]:
     return {
         "target_gflops": result.target_gflops, "rate": result.rate, "criterion": result.criterion,
         "tolerance": result.tolerance, "landed": result.landed, "stop_reason": result.stop_reason,
+        "chance_top1": result.chance_top1, "val_clips": result.val_clips,
+        "decisions": [{"step": c.step, "axis": c.axis, "margin_se": c.margin_se if c.margin_se == c.margin_se else None}
+                      for step in result.steps for c in step if c.chosen],
         "path": [{"step": c.step, "role": c.role, "axis": c.axis, "gflops": c.gflops, "params": c.params,
                   "top1": c.top1 if c.top1 == c.top1 else None, "factors": c.factors, "note": c.note}
                  for c in result.path()],
@@ -668,7 +724,8 @@ def summary_text(result: ExpansionResult, paths: dict[str, Path] | None = None) 
     lines += [
         f"final: {f.gflops:.4f} GFLOPs ({100 * (f.gflops / result.target_gflops - 1):+.1f} % vs target "
         f"{result.target_gflops:g}; {'within' if result.landed else 'NOT within'} ±{100 * result.tolerance:g} %), "
-        f"{f.params:,} params, proxy top-1 {f.top1:.2f} %",
+        f"{f.params:,} params, proxy top-1 {f.top1:.2f} %"
+        + (f" (chance {result.chance_top1:.1f} %)" if result.chance_top1 else ""),
         f"  factors: {factors}",
         f"  clip: {clip.frames} frames x stride {clip.frame_stride}, {clip.crop}²",
     ]
