@@ -46,6 +46,10 @@ def test_search_writes_frozen_arch_trajectory_and_plots(space_file: Path, tmp_pa
     traj = list(csv.DictReader(open(d / "trajectory.csv")))
     assert [int(r["step"]) for r in traj] == [1, 2, 3, 4]
     assert float(traj[-1]["argmax_gflops"]) == pytest.approx(arch.cost().gflops)
+    assert all(0 <= float(r["supernet_top1"]) <= 100 for r in traj if r["argmax_gflops"])
+    search_summary = json.loads((d / "summary.json").read_text())
+    assert 0 <= search_summary["supernet_top1"] <= 100
+    assert search_summary["chance_top1"] == pytest.approx(100 / 6)  # the graded task's 6 classes
     assert (runs / "a" / "plots" / "pareto.png").is_file()
     results = list(csv.DictReader(open(runs / "a" / "results.csv")))
     assert {json.loads(r["tags"])["role"] for r in results} == {"argmax", "top1"}

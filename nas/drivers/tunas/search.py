@@ -48,7 +48,7 @@ __all__ = ["SearchConfig", "SearchResult", "run_search", "supernet_loss", "defau
            "SupernetData", "warmup_steps"]
 
 TRAJECTORY_COLUMNS = ("step", "loss", "q", "reward", "baseline", "advantage", "rl_lr", "warmup_p", "entropy",
-                      "sampled_gflops", "expected_gflops", "argmax_gflops", "target_gflops", "wall_s")
+                      "sampled_gflops", "expected_gflops", "argmax_gflops", "supernet_top1", "target_gflops", "wall_s")
 
 
 @dataclass(frozen=True)
@@ -152,6 +152,8 @@ class SearchResult:
     wall_s: float
     step_s: float
     cpu_s: float = 0.0
+    supernet_top1: float = float("nan")  # the argmax path's held-out top-1 under the final shared weights
+    chance_top1: float = float("nan")
 
     @property
     def finished(self) -> bool:
@@ -230,6 +232,27 @@ class SupernetData:
         x = torch.from_numpy(np.ascontiguousarray(clips[idx])).permute(0, 4, 1, 2, 3).float()
         x = x.div_(255.0).sub_(MEAN).div_(STD)
         return x.contiguous(), torch.from_numpy(labels[idx])
+
+
+@torch.no_grad()
+def heldout_top1(supernet: Supernet, path: NetPath, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Top-1 (percent) of one path of the shared weights on held-out batches, measured the way the
+    controller's Q is (batch statistics), without disturbing the search: the global RNG (dropout) is
+    restored afterwards and the BN running statistics are left as they were."""
+    bns = [m for m in supernet.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.momentum = 0.0
+    correct = total = 0
+    try:
+        with torch.random.fork_rng():
+            for x, y in batches:
+                correct += int((supernet(x, path).argmax(-1) == y).sum())
+                total += len(y)
+    finally:
+        for m, momentum in zip(bns, saved):
+            m.momentum = momentum
+    return 100.0 * correct / max(1, total)
 
 
 def supernet_loss(supernet: Supernet, path: NetPath, x: torch.Tensor, y: torch.Tensor,
@@ -355,6 +378,8 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
         if done % cfg.log_every == 0 or done == cfg.steps:
             row["expected_gflops"] = ctrl.expected_cost(cfg.expected_samples, seed=done)
             row["argmax_gflops"] = ctrl.cost(ctrl.argmax_arch())
+            held = loaded.batch("held", step * k_archs, cfg.batch_size * cfg.val_multiplier)
+            row["supernet_top1"] = heldout_top1(supernet, argmax_path(), [held])
             for label, probs in ctrl.policy.probs().items():
                 for value, p in zip(ctrl.policy.values[label], probs):
                     policy_rows.append({"step": done, "label": label, "value": value, "prob": p})
@@ -365,6 +390,10 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
             # no terminal: a progress line in the log every 10 % of the steps
             log(f"search: step {done}/{cfg.steps}, loss {row['loss']:.3f}, Q {row['q']:.2f}, sampled "
                 f"{row['sampled_gflops']:.3g} GFLOPs, {row['wall_s'] / max(1, done - start):.2f} s/step")
+
+    def argmax_path() -> NetPath:
+        net = dataclasses.replace(resolve(ctrl.argmax_arch().doc), classes=loaded.num_classes)
+        return NetPath(net, frozenset())
 
     def save(done: int, so_far: LoopResult) -> None:
         nonlocal train_time, train_steps
@@ -387,8 +416,13 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
     argmax = ctrl.argmax_arch(name=f"{space.name}-tunas-{cfg.target_gflops:g}")
     top = ctrl.top_k(top_k, n=max(32, 16 * top_k), seed=cfg.seed, exclude=[argmax.hash]) if top_k else []
     top = [a.renamed(f"{space.name}-tunas-{cfg.target_gflops:g}-top{i + 1}") for i, a in enumerate(top)]
+    size = cfg.batch_size * cfg.val_multiplier
+    n_held = len(loaded.held[1])
+    final_top1 = heldout_top1(supernet, argmax_path(),
+                              [loaded.batch("held", i, size) for i in range(max(1, n_held // size))])
     result = SearchResult(argmax=argmax, top_k=top, trajectory=trajectory, policy=ctrl.policy.probs(), dir=out,
-                          steps_done=steps_done, wall_s=wall, step_s=train_time / max(1, train_steps), cpu_s=cpu)
+                          steps_done=steps_done, wall_s=wall, step_s=train_time / max(1, train_steps), cpu_s=cpu,
+                          supernet_top1=final_top1, chance_top1=100.0 / loaded.num_classes)
     _write_outputs(result, cfg, policy_rows, setup_s, plot)
     return result
 
@@ -414,6 +448,7 @@ def _write_outputs(result: SearchResult, cfg: SearchConfig, policy_rows: list[di
                "top_k": [{"name": a.name, "hash": a.hash, "gflops": a.cost().gflops} for a in result.top_k],
                "steps_done": result.steps_done, "steps": cfg.steps, "search_wall_s": result.wall_s,
                "search_cpu_s": result.cpu_s,
+               "supernet_top1": result.supernet_top1, "chance_top1": result.chance_top1,
                "supernet_train_step_s": result.step_s, "archs_per_step": cfg.archs_per_step, "setup_s": setup_s, "config": cfg.to_dict(),
                "gflops_convention": GFLOPS_NOTE}
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
