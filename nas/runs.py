@@ -182,6 +182,11 @@ class RunLock:
             handle.close()
             raise RunError("name", f"run directory {run_dir} is in use by pid {holder}; allowed: wait for that "
                                    "process to finish (or stop it), or another name") from None
+        except OSError as err:  # a file system without locks (some network mounts): go on, and say so
+            import warnings
+
+            warnings.warn(f"{path}: cannot lock ({err}); one writer per run is not enforced on this file system",
+                          RuntimeWarning, stacklevel=3)
         handle.seek(0)
         previous = handle.read().strip()
         handle.seek(0)
@@ -189,8 +194,19 @@ class RunLock:
         handle.write(f"{os.getpid()}\n")
         handle.flush()
         lock = cls(path, handle, previous if previous and previous != str(os.getpid()) else "")
+        if not cls._held:
+            import atexit
+
+            atexit.register(cls._release_all)
         cls._held[key] = lock
         return lock
+
+    @classmethod
+    def _release_all(cls) -> None:
+        """At exit: release the locks of runs never closed (the kernel would drop them anyway)."""
+        for lock in list(cls._held.values()):
+            lock.count = 1
+            lock.release()
 
     def release(self) -> None:
         """Give the lock back (the last release of this process's opens unlocks it)."""
@@ -203,7 +219,10 @@ class RunLock:
         self.handle.seek(0)
         self.handle.truncate()  # empty: a pid left in the file means its holder died holding it
         self.handle.flush()
-        fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+        try:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+        except OSError:  # never locked (see acquire): nothing to release
+            pass
         self.handle.close()
 
 

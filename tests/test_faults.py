@@ -43,6 +43,7 @@ def test_a_second_process_is_refused_and_changes_nothing(tmp_path: Path, capsys)
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
 
 
 def test_the_cli_says_it_in_one_line(tmp_path: Path, capsys) -> None:
@@ -62,12 +63,14 @@ def test_the_cli_says_it_in_one_line(tmp_path: Path, capsys) -> None:
     finally:
         proc.kill()
         proc.wait()
+        proc.stdout.close()
 
 
 def test_a_killed_holders_lock_is_taken_over(tmp_path: Path) -> None:
     proc = _holder(tmp_path)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    proc.stdout.close()
     run = Run.open("r", driver="test", config={"a": 1}, root=tmp_path)
     try:
         assert f"took over the lock of pid {proc.pid}" in (tmp_path / "r" / "run.log").read_text()
@@ -262,3 +265,21 @@ def test_readers_never_rewrite_a_live_runs_results(tmp_path: Path) -> None:
     assert path.read_text() == torn  # untouched by readers
     assert main(["sample", "--space", "x3d", "--trials", "4", "--name", "s", *fast]) == 0  # the writer repairs
     assert len(read_results(path)) == 4 and path.read_text().endswith("\n")
+
+
+def test_a_file_system_without_locks_warns_and_goes_on(tmp_path: Path, monkeypatch) -> None:
+    import errno
+    import fcntl
+
+    real = fcntl.flock
+
+    def no_locks(fd, op):
+        if op & fcntl.LOCK_EX:
+            raise OSError(errno.ENOLCK, "No locks available")
+        return real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    with pytest.warns(RuntimeWarning, match="cannot lock .*one writer per run is not enforced"):
+        run = Run.open("r", driver="test", config={"a": 1}, root=tmp_path)
+    run.close()
+    assert (tmp_path / "r" / "config.json").is_file()
