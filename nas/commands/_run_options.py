@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from nas.evaluator import Evaluator
     from nas.runs import RecordingEvaluator, Run
 
-__all__ = ["add_run_arguments", "open_run", "proxy_from_args", "run_settings"]
+__all__ = ["add_run_arguments", "open_run", "proxy_from_args", "run_settings", "space_hash"]
 
 
 def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula: str = "saturating") -> None:
@@ -115,6 +115,13 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         "max_failures": args.max_failures,
         "memory_per_trial": args.memory_per_trial,
     }
+
+
+def space_hash(space: Any) -> str:
+    """A short content hash of a space document (part of a run's identity)."""
+    import hashlib
+
+    return hashlib.sha256(space.to_yaml().encode()).hexdigest()[:12]
 
 
 def usage_error(err: RunError) -> UsageError:

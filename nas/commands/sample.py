@@ -34,7 +34,7 @@ import json
 import sys
 from typing import Any
 
-from nas.commands._run_options import add_run_arguments, open_run
+from nas.commands._run_options import add_run_arguments, open_run, space_hash
 from nas.cost import GFLOPS_NOTE
 from nas.errors import UsageError
 from nas.proxy import Proxy
@@ -96,7 +96,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     cfg = SampleConfig(strategy=args.strategy, trials=args.trials, target_gflops=args.target_gflops, batch=args.batch,
                        population=args.population, seed=args.seed, timeout=args.timeout)
     cap, origin = cost_cap(space.name, args.max_gflops, args.target_gflops)
-    config = {"space": space.name, "space_hash": _space_hash(space), "strategy": args.strategy,
+    config = {"space": space.name, "space_hash": space_hash(space), "strategy": args.strategy,
               "trials": args.trials, "target_gflops": args.target_gflops, "max_gflops": cap, "batch": args.batch,
               "population": args.population if args.strategy == "nsga2" else None,
               "objectives": cfg.objectives}
@@ -117,11 +117,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
     finally:
         run.close()
 
-
-def _space_hash(space: Any) -> str:
-    import hashlib
-
-    return hashlib.sha256(space.to_yaml().encode()).hexdigest()[:12]
 
 
 def _finish(args: argparse.Namespace, run: Any) -> int:

@@ -26,7 +26,7 @@ import os
 import sys
 from typing import Any
 
-from nas.commands._run_options import add_run_arguments, open_run
+from nas.commands._run_options import add_run_arguments, open_run, space_hash
 from nas.cost import GFLOPS_NOTE
 from nas.errors import UsageError
 from nas.proxy import Proxy
@@ -96,11 +96,6 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=cmd_search)
 
 
-def _space_hash(space: Any) -> str:
-    import hashlib
-
-    return hashlib.sha256(space.to_yaml().encode()).hexdigest()[:12]
-
 
 def _baselines(args: argparse.Namespace, space: Any, targets: list[float]) -> list[Any]:
     from nas.drivers.tunas.driver import nearest_baselines, reclip
@@ -147,7 +142,7 @@ def cmd_search(args: argparse.Namespace) -> int:
         raise UsageError(str(err)) from None
     baselines = _baselines(args, space, targets)
     search_cfg = {k: v for k, v in base.to_dict().items() if k != "target_gflops"}
-    config = {"space": space.name, "space_hash": _space_hash(space), "targets": targets,
+    config = {"space": space.name, "space_hash": space_hash(space), "targets": targets,
               "target_gflops": targets[0] if len(targets) == 1 else None, "search": search_cfg,
               "top_k": args.top_k, "baselines": [b.name for b in baselines], "retrain": args.retrain}
     run, evaluator = open_run(args, driver="search", config=config)
