@@ -85,19 +85,65 @@ def framewise() -> list[Arch]:
     return [load_arch("x3d-s"), Arch.load(ROOT / "experiments" / "proxy" / "x3d-s-framewise.yaml")]
 
 
-def _open_run():
+def _open_run(name: str = RUN_NAME, device: str = "cpu"):
     from nas.runs import Run
 
-    config = {"purpose": "graded task properties (issue 14)", "proxy": REFERENCE.to_dict(), "data": "synthetic"}
-    return Run.open(RUN_NAME, driver="measure", config=config, root=RUN_ROOT)
+    config = {"purpose": "graded task properties (issue 14)", "proxy": REFERENCE.to_dict(), "data": "synthetic",
+              "device": device}
+    return Run.open(name, driver="measure", config=config, root=RUN_ROOT)
+
+
+def _train_one(arch: Arch, proxy: Proxy, seed: int, device: str, checkpoint_dir: str) -> object:
+    """One reference trial in a pool worker process (1 CPU thread)."""
+    import torch
+
+    from nas.evaluator import LocalEvaluator
+
+    torch.set_num_threads(1)
+    return LocalEvaluator("synthetic", proxy, seed, device, checkpoint_dir=checkpoint_dir).evaluate([arch])[0]
+
+
+class PoolEvaluator:
+    """Reference trials in parallel worker processes on this machine, without Ray (the device machine
+    has no Ray): each trial is :class:`~nas.evaluator.LocalEvaluator` in a worker process of ``pool``,
+    reported as it finishes (under ``lock``, so evaluators of several seeds can share one pool from
+    threads), so the recording run loses no finished trial when the process is killed."""
+
+    def __init__(self, seed: int, device: str, pool, lock, checkpoint_dir: Path, proxy: Proxy = REFERENCE) -> None:
+        self.seed, self.device, self.pool, self.lock, self.checkpoint_dir = seed, device, pool, lock, checkpoint_dir
+        self.proxy = proxy
+
+    @property
+    def cache_key(self) -> str:
+        from nas.evaluator import proxy_cache_key
+
+        return proxy_cache_key(self.proxy, "synthetic", self.seed)
+
+    def evaluate(self, archs, tags=None, on_result=None):
+        from concurrent.futures import as_completed
+
+        from nas.evaluator import check_tags
+
+        check_tags(archs, tags)
+        results: list = [None] * len(archs)
+        futures = {self.pool.submit(_train_one, a, self.proxy, self.seed, self.device, str(self.checkpoint_dir)): i
+                   for i, a in enumerate(archs)}
+        for future in as_completed(futures):
+            i = futures[future]
+            results[i] = future.result()
+            with self.lock:
+                print(f"  {archs[i].name} seed {self.seed}: {results[i].top1:.1f} % ({results[i].wall_s:.0f} s)",
+                      flush=True)
+                if on_result is not None:
+                    on_result(i, results[i])
+        return results
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from nas.integrations.ray_tune import RayEvaluator
-
     groups = args.only.split(",") if args.only else list(GROUPS)
     seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else list(SEEDS)
-    run = _open_run()
+    strata = [int(s) - 1 for s in args.strata.split(",")] if args.strata else list(range(STRATA))
+    run = _open_run(args.run_name, args.device)
     randoms = stratified_draws()
     pairs = axis_pairs()
     # one batch per seed, so Ray keeps both workers busy to the end of it (a batch is a wave); within
@@ -109,8 +155,8 @@ def cmd_run(args: argparse.Namespace) -> None:
             archs += framewise()
             tags += [{"group": "order"}] * 2
         if "random" in groups and seed == 0:
-            archs += randoms
-            tags += [{"group": "random", "stratum": i + 1} for i in range(STRATA)]
+            archs += [randoms[i] for i in strata]
+            tags += [{"group": "random", "stratum": i + 1} for i in strata]
         if "seeds" in groups and seed != 0:
             archs += [randoms[i] for i in SEEDED_STRATA]
             tags += [{"group": "seeds", "stratum": i + 1} for i in SEEDED_STRATA]
@@ -120,15 +166,19 @@ def cmd_run(args: argparse.Namespace) -> None:
         if archs:
             jobs.append((seed, archs, tags))
     try:
-        for seed, archs, tags in jobs:
+        if args.workers:
+            _run_pooled(run, jobs, args)
+        for seed, archs, tags in ([] if args.workers else jobs):
             if args.local:
                 import torch
 
                 from nas.evaluator import LocalEvaluator
 
                 torch.set_num_threads(1)
-                inner = LocalEvaluator("synthetic", REFERENCE, seed, checkpoint_dir=run.dir / "checkpoints")
+                inner = LocalEvaluator("synthetic", REFERENCE, seed, args.device, checkpoint_dir=run.dir / "checkpoints")
             else:
+                from nas.integrations.ray_tune import RayEvaluator
+
                 inner = RayEvaluator("synthetic", REFERENCE, seed, cpus_per_trial=1, log_dir=run.dir / "ray",
                                      progress=False)
                 run.on_close(inner.shutdown)
@@ -140,6 +190,25 @@ def cmd_run(args: argparse.Namespace) -> None:
                 inner.shutdown()
     finally:
         run.close()
+
+
+def _run_pooled(run, jobs, args) -> None:
+    """Every seed's batch at once on one process pool (a thread per seed feeds it), so the pool stays
+    full to the end instead of waiting for each seed's slowest trial."""
+    import multiprocessing
+    import threading
+    from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+
+    lock = threading.Lock()
+    with ProcessPoolExecutor(args.workers, mp_context=multiprocessing.get_context("spawn")) as pool, \
+            ThreadPoolExecutor(len(jobs) or 1) as threads:
+        def one(job):
+            seed, archs, tags = job
+            inner = PoolEvaluator(seed, args.device, pool, lock, run.dir / "checkpoints")
+            return run.evaluator(inner).evaluate(archs, [{**t, "seed": seed} for t in tags])
+
+        for (seed, archs, _), results in zip(jobs, threads.map(one, jobs)):
+            print(f"seed {seed}: " + ", ".join(f"{a.name} {r.top1:.1f}" for a, r in zip(archs, results)), flush=True)
 
 
 def _results() -> dict[tuple[str, int], dict]:
@@ -268,7 +337,12 @@ def main() -> None:
     p = sub.add_parser("run")
     p.add_argument("--only", help="comma-separated groups: " + ", ".join(GROUPS))
     p.add_argument("--seeds", help="comma-separated trial seeds (default: " + ",".join(map(str, SEEDS)) + ")")
+    p.add_argument("--strata", help="comma-separated strata (1-16) of the random group (default: all)")
     p.add_argument("--local", action="store_true", help="one trial at a time in this process, 1 thread")
+    p.add_argument("--workers", type=int, default=0,
+                   help="N trials at a time in worker processes, without Ray (the GPU machine's path)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda (CUDA trains in bf16 autocast)")
+    p.add_argument("--run-name", default=RUN_NAME, help=f"the run under experiments/graded/ (default {RUN_NAME})")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("report")
     p.set_defaults(func=cmd_report)
