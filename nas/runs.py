@@ -519,6 +519,16 @@ class RecordingEvaluator:
         """The inner evaluator's evaluation key."""
         return self.key
 
+    def for_parent(self, parent: Arch | None) -> "RecordingEvaluator":
+        """Recording the inner evaluator's children of ``parent`` (:func:`nas.evaluator.for_parent`);
+        itself when the inner one does not inherit weights."""
+        from nas.evaluator import for_parent
+
+        inner = for_parent(self.inner, parent)
+        if inner is self.inner:
+            return self
+        return RecordingEvaluator(self.run, inner, self.max_gflops, self.max_gflops_origin)
+
     def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None,
                  on_result: OnResult | None = None) -> list[TrialResult]:
         """Evaluate ``archs`` (cache first), record new results, return one result per architecture;

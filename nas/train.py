@@ -23,6 +23,8 @@ from nas.dsl.arch import Arch
 from nas.files import atomic_path
 from nas.loop import run_steps
 from nas.models import build_model
+from nas.models.morph import inherit, reestimate_bn
+from nas.models.weights import read_weights, write_weights
 from nas.proxy import LAYOUTS, MEMORY_REFUSAL, OPTIMIZERS, Proxy, TrialResult
 
 __all__ = ["Proxy", "TrialResult", "ClipData", "evaluate", "make_data", "memory_estimate", "memory_available",
@@ -159,10 +161,13 @@ def choose_layout(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, key:
     """Time one forward+backward in each layout on this batch; keep the faster (cached per shape).
 
     The fast layout depends on the shape (channels_last_3d wins for X3D-XS at 64² and loses at 160² on
-    this CPU), so it is measured, not assumed. Gradients are cleared afterwards.
+    this CPU), so it is measured, not assumed. The model is left as it was: gradients cleared, and its
+    buffers (BN running statistics, which the timed passes in training mode move) restored, so a
+    trial's result does not depend on whether this process had measured the shape before.
     """
     if key in _LAYOUT_CHOICE:
         return _LAYOUT_CHOICE[key]
+    buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
     times = {}
     for layout in ("channels_first", "channels_last_3d"):
         fmt = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
@@ -175,6 +180,9 @@ def choose_layout(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, key:
             best = min(best, time.perf_counter() - t0)
         times[layout] = best
     model.zero_grad(set_to_none=True)
+    with torch.no_grad():
+        for name, b in model.named_buffers():
+            b.copy_(buffers[name])
     _LAYOUT_CHOICE[key] = min(times, key=times.get)
     return _LAYOUT_CHOICE[key]
 
@@ -244,10 +252,33 @@ def memory_available(device: torch.device | str = "cpu") -> float:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
+BN_REESTIMATE_BATCHES = 8  # batches of training clips that re-estimate BN statistics after a morphism
+
+
+def _initial_model(trained: Arch, init: dict[str, Any] | None, seed: int, classes: int) -> tuple[torch.nn.Module, bool]:
+    """The model training starts from, and whether its input differs from the one its weights were
+    trained on (then its BN statistics need re-estimating). See :func:`evaluate`'s ``init``."""
+    if init is None:
+        return build_model(trained), False
+    weights = read_weights(init["weights"])
+    if init.get("parent") is None:
+        model = build_model(trained)
+        model.load_state_dict(weights)
+        return model, False
+    parent = Arch.from_dict(init["parent"])
+    if parent.doc["classes"] != classes:
+        parent = Arch.from_dict({**parent.to_dict(), "classes": classes})
+    parent_model = build_model(parent)
+    parent_model.load_state_dict(weights)
+    child = inherit(parent_model, parent, trained, seed=seed, noise=float(init.get("noise") or 0.0))
+    return child, parent.clip != trained.clip
+
+
 def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, seed: int = 0, *,
              checkpoint: str | Path | None = None, progress: bool | None = None,
              report: Callable[[int, dict[str, float]], None] | None = None,
-             device: str | None = None, memory_limit_gib: float | None = None) -> TrialResult:
+             device: str | None = None, memory_limit_gib: float | None = None,
+             init: dict[str, Any] | None = None, save_weights: str | Path | None = None) -> TrialResult:
     """Train ``arch`` under ``proxy`` and measure its validation top-1.
 
     Args:
@@ -264,6 +295,13 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         device: ``cpu`` or ``cuda`` (default: cuda if available).
         memory_limit_gib: refuse (``status="failed"``, nothing trained) a candidate whose
             :func:`memory_estimate` exceeds this; default: 90 % of :func:`memory_available` now.
+        init: start from trained weights instead of a random initialisation (plain JSON, as
+            :meth:`nas.evaluator.Inheritance.job` writes it): ``{"parent": ARCH_DICT, "weights": PATH,
+            "noise": X}`` transforms the parent's weights into ``arch`` by network morphism
+            (:func:`nas.models.morph.inherit`; BN statistics re-estimated on the training clips when the
+            input changed); ``{"parent": None, "weights": PATH}`` loads weights of ``arch`` itself;
+            ``"train": False`` evaluates without training. ``None``: random initialisation.
+        save_weights: write the trained weights here (:func:`nas.models.weights.write_weights`).
 
     Returns:
         The trial's result; a non-finite loss gives ``status="failed"`` with the step in ``reason``,
@@ -290,12 +328,13 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         result.wall_s = time.perf_counter() - t_start
         return result
     seed_everything(seed)
-    model = build_model(trained).to(dev)
+    model, input_changed = _initial_model(trained, init, seed, classes)
+    model = model.to(dev)
     model.train()
     optimizer = make_optimizer(model, proxy)
     start_step = 0
     ckpt_path = Path(checkpoint) if checkpoint else None
-    ident = {"arch": arch.hash, "proxy": proxy.hash, "seed": seed}
+    ident = {"arch": arch.hash, "proxy": proxy.hash, "seed": seed, **({"init": init} if init else {})}
     if ckpt_path and ckpt_path.is_file():
         state = torch.load(ckpt_path, map_location=dev, weights_only=False)
         if state.get("ident") == ident:
@@ -312,6 +351,16 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         clips = np.stack([c[0] for c, _ in items])  # first (only) view of each training clip
         labels = torch.tensor([lab for _, lab in items], device=dev)
         return clips, labels
+
+    if input_changed and start_step == 0:
+        # the parent's BN statistics describe another input (size, frames or frame rate): re-estimate
+        # them on training clips (a fixed set of batches apart from the training order) before training
+        bn_batches = batch_indices(len(train), proxy.batch_size, seed + 7919, 0)
+        reestimate_bn(model, (to_tensor(fetch(next(bn_batches))[0], dev, "channels_first")
+                              for _ in range(BN_REESTIMATE_BATCHES)))
+        model.train()
+    if init is not None and init.get("train") is False:
+        start_step = proxy.steps  # evaluate the given weights as they are
 
     layout = result.layout or proxy.layout
     if layout == "auto" and dev.type == "cpu":
@@ -360,12 +409,14 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         return result
     trained_steps = proxy.steps - start_step
     result.train_clips_per_s = trained_steps * proxy.batch_size / max(1e-9, time.perf_counter() - t_train)
-    result.steps = proxy.steps
+    result.steps = 0 if init is not None and init.get("train") is False else proxy.steps
     result.top1, result.loss = evaluate_split(model, val, proxy.batch_size, dev, layout)
     skipped = getattr(train, "report", None)
     if callable(skipped):
         result.skipped_files = [s["path"] if isinstance(s, dict) else str(s) for s in skipped().get("skipped", [])]
     save(proxy.steps)
+    if save_weights:
+        write_weights(save_weights, trained, model)
     if report:
         report(proxy.steps, {"top1": result.top1, "loss": result.loss})
     result.wall_s = time.perf_counter() - t_start

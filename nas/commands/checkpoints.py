@@ -15,13 +15,12 @@ def load_checkpoint(model: Any, checkpoint: str, arch_name: str) -> None:
     Raises:
         UsageError: naming ``--checkpoint`` when the file is missing or holds other weights.
     """
-    import torch
+    from nas.models.weights import read_weights
 
     path = Path(checkpoint)
     if not path.is_file():
         raise UsageError(f"--checkpoint: got {checkpoint!r}; allowed: an existing checkpoint file")
-    blob = torch.load(path, map_location="cpu", weights_only=False)
-    weights = blob.get("model", blob) if isinstance(blob, dict) else blob
+    weights = read_weights(path)
     try:
         model.load_state_dict(weights)
     except (RuntimeError, TypeError, AttributeError) as err:

@@ -49,7 +49,7 @@ from typing import Any, Callable, Sequence
 
 from nas.cost import GFLOPS_NOTE
 from nas.dsl.arch import Arch
-from nas.evaluator import Evaluator
+from nas.evaluator import Evaluator, for_parent
 from nas.proxy import TrialResult
 
 __all__ = [
@@ -509,7 +509,10 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
 
     Args:
         start: the architecture to expand (``x2d`` or any point of an expandable space).
-        evaluator: scores each batch (one forward step = one batch); it may cache and record.
+        evaluator: scores each batch (one forward step = one batch); it may cache and record. An
+            evaluator that inherits weights (``for_parent``, :func:`nas.evaluator.for_parent`) trains the
+            start from its own budget, every candidate from its parent's trained weights (the step's
+            current architecture; the contracted final from the last step's parent).
         target_gflops: the cost to land on (GFLOPs = multiply-adds x 1e-9).
         rate: cost multiplier each forward step aims for (X3D: 2).
         axes: the axes candidates are built on.
@@ -539,7 +542,7 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
     log(f"expand: {start.name} ({start_c.gflops:.4f} GFLOPs) -> {target_gflops:g} GFLOPs at x{rate:g} per step: "
         f"about {planned} steps x {len(axes)} candidates; criterion {criterion}")
     log(f"step 0: evaluating the start {start.name}")
-    _evaluate(evaluator, [start_c])
+    _evaluate(for_parent(evaluator, None), [start_c])
     if start_c.top1 != start_c.top1:
         raise ExpandError(f"the start architecture {start.name} failed to evaluate: "
                           f"{start_c.result.reason if start_c.result else 'no result'}")
@@ -561,7 +564,7 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
             f"({', '.join(c.axis for c in cands)})")
         for note in skip:
             log(f"  not built: {note}")
-        _evaluate(evaluator, cands)
+        _evaluate(for_parent(evaluator, current.arch), cands)
         for c in cands:
             c.score = _score(criterion, c, current)
         ok = [c for c in cands if c.score == c.score]
@@ -591,7 +594,7 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
         final = contraction[-1]
         for c in contraction:
             log(f"contraction: {c.note}: {c.gflops:.4f} GFLOPs")
-        _evaluate(evaluator, [final])
+        _evaluate(for_parent(evaluator, parent.arch), [final])
         final.chosen = True
         for c in contraction:
             c.chosen = True

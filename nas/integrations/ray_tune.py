@@ -16,6 +16,7 @@ statistics off, so it never reaches out to the internet.
 """
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import logging
@@ -38,7 +39,7 @@ import ray  # noqa: E402
 from ray import tune  # noqa: E402
 
 from nas.dsl.arch import Arch  # noqa: E402
-from nas.evaluator import OnResult, Tags, check_tags, proxy_cache_key  # noqa: E402
+from nas.evaluator import Inheritance, OnResult, Tags, check_tags, checkpoint_suffix, proxy_cache_key  # noqa: E402
 from nas.proxy import RAY_ERROR_PREFIX, TUNE_STOPPED_PREFIX, Proxy, TrialResult  # noqa: E402
 
 __all__ = ["RayEvaluator", "run_trial"]
@@ -67,7 +68,8 @@ def run_trial(job: dict[str, Any], report: Callable[[int, dict[str, float]], Non
     torch.set_num_threads(max(1, int(job.get("threads") or 1)))
     return evaluate(arch, job["data"], Proxy.from_dict(job["proxy"]), seed=int(job["seed"]),
                     checkpoint=job.get("checkpoint"), progress=False, report=report,
-                    memory_limit_gib=job.get("memory_limit_gib"))
+                    memory_limit_gib=job.get("memory_limit_gib"), init=job.get("init"),
+                    save_weights=job.get("save_weights"))
 
 
 def _trainable(config: dict[str, Any]) -> None:
@@ -211,6 +213,9 @@ class RayEvaluator:
             (:mod:`nas.formulas`) inside the trials instead of training.
         memory_per_trial: GiB of memory each trial reserves (Ray's ``memory`` resource; 0: none), so
             Ray runs fewer big candidates at once instead of its OOM killer stopping them.
+        inheritance: trials start from their parent's trained weights (:class:`nas.evaluator.Inheritance`;
+            the parent set per batch with :func:`nas.evaluator.for_parent`). Trials get the parent's
+            weights file as a path: on a cluster its ``weights_dir`` must be on shared storage.
 
     ``evaluate``'s ``on_result(index, result)`` is called as each trial finishes, so a recording run
     writes results before the whole batch is done.
@@ -219,7 +224,8 @@ class RayEvaluator:
     def __init__(self, data: str, proxy: Proxy, seed: int, *, address: str | None = None,
                  cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_failures: int = 1,
                  scheduler: str = "none", log_dir: Path | None = None, progress: bool = True,
-                 evaluator_spec: dict | None = None, memory_per_trial: float = 0) -> None:
+                 evaluator_spec: dict | None = None, memory_per_trial: float = 0,
+                 inheritance: Inheritance | None = None) -> None:
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler: got {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
         if evaluator_spec is not None and evaluator_spec.get("kind") != "formula":
@@ -242,10 +248,27 @@ class RayEvaluator:
         self.batches = 0
         self._started_ray = False
         self._temp_dir: str | None = None
+        if evaluator_spec is not None and inheritance is not None:
+            raise ValueError("inheritance: got one with a formula evaluator; allowed: None (a formula has no weights)")
+        self.inheritance = inheritance
         if evaluator_spec:
             self.cache_key = f"formula:{evaluator_spec['name']}"
         else:
             self.cache_key = proxy_cache_key(proxy, data, seed)
+            if inheritance is not None:
+                self.cache_key += f":{inheritance.key}"
+
+    def for_parent(self, parent: Arch | None) -> "RayEvaluator":
+        """This evaluator for children of ``parent`` (itself when it does not inherit). The copy shares
+        this one's Ray session (started here, so ``shutdown`` on this one ends it)."""
+        if self.inheritance is None:
+            return self
+        self._ensure_ray()
+        clone = copy.copy(self)
+        clone.inheritance = self.inheritance.with_parent(parent)
+        clone.cache_key = f"{proxy_cache_key(self.proxy, self.data, self.seed)}:{clone.inheritance.key}"
+        clone._started_ray = False
+        return clone
 
     # -- Ray session ------------------------------------------------------------------------------
     def _ensure_ray(self) -> None:
@@ -313,8 +336,12 @@ class RayEvaluator:
                 job["proxy_hash"] = f"formula:{self.evaluator_spec['name']}"
             else:
                 job.update(proxy=self.proxy.to_dict(), data=self.data, evaluator=None, memory_limit_gib=memory_limit)
+                if self.inheritance is not None:
+                    proxy, init, save = self.inheritance.job(arch, self.proxy)
+                    job.update(proxy=proxy.to_dict(), init=init, save_weights=save)
                 if not self.address:  # a local cluster shares this file system: resumable trials
-                    job["checkpoint"] = str(ckpt_dir / f"{arch.hash}-{self.proxy.hash}-{self.seed}.pt")
+                    job["checkpoint"] = str(ckpt_dir / f"{arch.hash}-{self.proxy.hash}-{self.seed}"
+                                            f"{checkpoint_suffix(self.inheritance)}.pt")
             jobs.append(json.loads(json.dumps(job)))  # plain JSON, nothing else
         if not self.evaluator_spec and not self.address:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
