@@ -147,3 +147,40 @@ def test_expand_with_inheritance_keeps_weights_and_resumes_without_training(tmp_
     again, _ = run_once(resume=True)
     assert again.final.arch.hash == result.final.arch.hash
     assert len(list(csv.DictReader(open(run.dir / "results.csv")))) == len(rows)
+
+
+TINY_FLAGS = ["--executor", "local", "--no-progress", "--steps", "2", "--batch-size", "4", "--size-scale", "0.1",
+              "--train-clips", "16", "--val-clips", "16"]
+
+
+def test_xnas_expand_inherits_by_default(tmp_path, capsys) -> None:
+    from nas.cli import main
+
+    target = load_arch("x2d").cost().gflops * 3
+    code = main(["expand", "--target-gflops", f"{target:.6f}", "--runs-dir", str(tmp_path), "--name", "e",
+                 *TINY_FLAGS])
+    capsys.readouterr()
+    assert code in (0, 1)
+    run = tmp_path / "e"
+    config = json.loads((run / "config.json").read_text())["config"]
+    assert config["inherit"] == {"start_steps": 8, "noise": 0.01, "from_checkpoint": None}
+    rows = list(csv.DictReader(open(run / "results.csv")))
+    assert rows and all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
+    assert all((run / "weights" / f"{r['hash']}.pt").is_file() for r in rows)
+    assert sum("inherit=" in r["eval_key"] for r in rows) == len(rows) - 1  # all but the start
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--no-inherit", "--start-steps", "3"], "xnas: error: --start-steps: got 3 with --no-inherit"),
+    (["--from-checkpoint", "missing.pt"], "xnas: error: --from-checkpoint: got 'missing.pt'; allowed: an existing"),
+    (["--start-steps", "0"], "xnas: error: --start-steps: got 0; allowed: an integer >= 1"),
+    (["--inherit-noise", "2"], "xnas: error: --inherit-noise: got 2; allowed: a number in [0, 1]"),
+])
+def test_bad_inheritance_flags(tmp_path, capsys, flags, message) -> None:
+    from nas.cli import main
+
+    code = main(["expand", "--target-gflops", "1", "--runs-dir", str(tmp_path), *TINY_FLAGS, *flags])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith(message) and err.count("\n") == 1, err
+    assert not any(tmp_path.iterdir())  # nothing left behind

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from nas.data.synthetic import DEFAULT_TASK, TASKS
 from nas.errors import RunError, UsageError
@@ -20,7 +20,7 @@ from nas.commands.argtypes import non_negative_int as _non_negative_int
 from nas.commands.argtypes import positive_int as _positive_int
 
 if TYPE_CHECKING:
-    from nas.evaluator import Evaluator
+    from nas.evaluator import Evaluator, Inheritance
     from nas.runs import RecordingEvaluator, Run
 
 __all__ = ["add_run_arguments", "open_run", "proxy_from_args", "run_settings", "space_hash"]
@@ -131,12 +131,15 @@ def usage_error(err: RunError) -> UsageError:
     return UsageError(f"{flag}: {detail}")
 
 
-def open_run(args: argparse.Namespace, *, driver: str, config: dict) -> "tuple[Run, RecordingEvaluator]":
+def open_run(args: argparse.Namespace, *, driver: str, config: dict,
+             inheritance: "Callable[[Path], Inheritance] | None" = None) -> "tuple[Run, RecordingEvaluator]":
     """Open (or resume) the run and return it with a caching, recording evaluator.
 
     The evaluator dispatches through Ray (``--executor ray``, the default) or in-process
     (``--executor local``), with the proxy trainer (``--evaluator proxy``) or a named formula
-    (``--evaluator formula``). Call ``run.close()`` at the end (it shuts down a Ray session it started).
+    (``--evaluator formula``). ``inheritance`` maps the run's weights folder (``RUN_DIR/weights``) to the
+    proxy trainer's weight inheritance (ignored by a formula, which has no weights). Call
+    ``run.close()`` at the end (it shuts down a Ray session it started).
     """
     from nas.runs import Run
 
@@ -157,6 +160,7 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict) -> "tuple[R
     run.fail_after_trials = args.fail_after_trials
     proxy = proxy_from_args(args, Proxy.from_dict(args._default_proxy))
     inner: "Evaluator"
+    inherit = inheritance(run.dir.resolve() / "weights") if inheritance and args.evaluator != "formula" else None
     if args.executor == "local":
         if args.scheduler != "none":
             raise UsageError(f"--scheduler: got {args.scheduler!r} with --executor local; allowed: none "
@@ -170,7 +174,7 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict) -> "tuple[R
             from nas.evaluator import LocalEvaluator
 
             inner = LocalEvaluator(settings["data"], proxy, args.seed, checkpoint_dir=run.dir / "checkpoints",
-                                   memory_limit_gib=args.memory_per_trial or None)
+                                   memory_limit_gib=args.memory_per_trial or None, inheritance=inherit)
     else:
         from nas.integrations.ray_tune import RayEvaluator
 
@@ -179,6 +183,7 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict) -> "tuple[R
                              cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                              max_failures=args.max_failures, scheduler=args.scheduler,
                              memory_per_trial=args.memory_per_trial,
-                             log_dir=run.dir / "ray", progress=args.progress, evaluator_spec=spec)
+                             log_dir=run.dir / "ray", progress=args.progress, evaluator_spec=spec,
+                             inheritance=inherit)
         run.on_close(inner.shutdown)
     return run, run.evaluator(inner)

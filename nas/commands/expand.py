@@ -74,6 +74,20 @@ def register(subparsers: Any) -> None:
     g.add_argument("--span", type=_int("--span"), default=32,
                    help="source frames a single-frame start clip stands for (X-Fast / X-Temporal from X2D; default 32)")
     g.add_argument("--max-steps", type=_int("--max-steps"), default=20, help="most forward steps (default 20)")
+    g = p.add_argument_group("weight inheritance (network morphism)")
+    g.add_argument("--inherit", action=argparse.BooleanOptionalAction, default=True,
+                   help="every candidate starts from its parent's trained weights, transformed along its axis, "
+                        "and fine-tunes --steps steps (default); --no-inherit trains every candidate from "
+                        "scratch, as the X3D paper does")
+    g.add_argument("--start-steps", type=_int("--start-steps"), default=None,
+                   help="with --inherit: the start's own training steps (default 4 x --steps; 0 with "
+                        "--from-checkpoint: use the checkpoint as it is)")
+    g.add_argument("--from-checkpoint", metavar="FILE",
+                   help="with --inherit: trained weights of the --from architecture to start from (an `xnas "
+                        "train` checkpoint.pt or a state dict)")
+    g.add_argument("--inherit-noise", type=_number("--inherit-noise"), default=0.01,
+                   help="relative noise added to copied channels so copies learn apart (default 0.01; 0 keeps "
+                        "the parent's function exactly)")
     add_run_arguments(p, proxy=DEFAULT_PROXY, formula="x3d-factors")
     p.set_defaults(func=cmd_expand)
 
@@ -112,7 +126,8 @@ def cmd_expand(args: argparse.Namespace) -> int:
     config = {"start": start.hash, "start_name": start.name, **{k: (list(v) if isinstance(v, tuple) else v)
                                                                for k, v in settings.items()}}
     val_clips, chance = _validation(args)
-    run, evaluator = open_run(args, driver="expand", config=config)
+    inheritance = _inheritance(args, config)
+    run, evaluator = open_run(args, driver="expand", config=config, inheritance=inheritance)
     t0 = time.perf_counter()
     try:
         try:
@@ -132,6 +147,38 @@ def cmd_expand(args: argparse.Namespace) -> int:
           f"{wall:.0f} s this invocation)")
     run.log(f"expand finished in {wall:.0f} s: final {result.final.gflops:.4f} GFLOPs, top-1 {result.final.top1:.2f}")
     return 0 if result.landed else 1
+
+
+def _inheritance(args: argparse.Namespace, config: dict) -> Any:
+    """The weight-inheritance settings as a function of the run's weights folder (``None`` with
+    ``--no-inherit``); records them in ``config``. Checks the flags, naming them."""
+    from nas.commands._run_options import proxy_from_args
+
+    if args.evaluator == "formula":  # a formula has no weights to inherit
+        config["inherit"] = False
+        return None
+    if not args.inherit:
+        for flag, value in (("--from-checkpoint", args.from_checkpoint), ("--start-steps", args.start_steps)):
+            if value is not None:
+                raise UsageError(f"{flag}: got {value!r} with --no-inherit; allowed: only with --inherit")
+        config["inherit"] = False
+        return None
+    from pathlib import Path
+
+    from nas.evaluator import Inheritance
+
+    checkpoint = Path(args.from_checkpoint).resolve() if args.from_checkpoint else None
+    if checkpoint is not None and not checkpoint.is_file():
+        raise UsageError(f"--from-checkpoint: got {args.from_checkpoint!r}; allowed: an existing weights file")
+    steps = args.start_steps if args.start_steps is not None else 4 * proxy_from_args(args, DEFAULT_PROXY).steps
+    if steps < (0 if checkpoint else 1):
+        raise UsageError(f"--start-steps: got {steps}; allowed: an integer >= 1 (>= 0 with --from-checkpoint)")
+    if not 0 <= args.inherit_noise <= 1:
+        raise UsageError(f"--inherit-noise: got {args.inherit_noise:g}; allowed: a number in [0, 1]")
+    config["inherit"] = {"start_steps": steps, "noise": args.inherit_noise,
+                         "from_checkpoint": str(checkpoint) if checkpoint else None}
+    return lambda weights_dir: Inheritance(weights_dir, start_steps=steps, start_checkpoint=checkpoint,
+                                           noise=args.inherit_noise)
 
 
 def _validation(args: argparse.Namespace) -> tuple[int | None, float | None]:
