@@ -166,8 +166,13 @@ def test_xnas_expand_inherits_by_default(tmp_path, capsys) -> None:
     assert config["inherit"] == {"start_steps": 8, "noise": 0.01, "from_checkpoint": None}
     rows = list(csv.DictReader(open(run / "results.csv")))
     assert rows and all(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
-    assert all((run / "weights" / f"{r['hash']}.pt").is_file() for r in rows)
     assert sum("inherit=" in r["eval_key"] for r in rows) == len(rows) - 1  # all but the start
+    # once finished, only the chosen path's weights are kept (the final model's among them)
+    trajectory = list(csv.DictReader(open(run / "trajectory.csv")))
+    path_hashes = {r["arch_hash"] for r in trajectory if r["chosen"] in ("True", "true", "1")}
+    assert len(path_hashes) >= 2
+    kept = {p.stem for p in (run / "weights").glob("*.pt")}
+    assert kept == path_hashes
 
 
 @pytest.mark.parametrize("flags, message", [

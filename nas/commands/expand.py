@@ -139,6 +139,8 @@ def cmd_expand(args: argparse.Namespace) -> int:
             return 130
         paths = write_outputs(result, run.dir, save_arch=lambda arch, name: run.save_arch(arch, name))
         paths.update(_plots(result, run))
+        if inheritance is not None:
+            paths.update(_prune_weights(result, run.dir / "weights"))
     finally:
         run.close()
     wall = time.perf_counter() - t0
@@ -179,6 +181,18 @@ def _inheritance(args: argparse.Namespace, config: dict) -> Any:
                          "from_checkpoint": str(checkpoint) if checkpoint else None}
     return lambda weights_dir: Inheritance(weights_dir, start_steps=steps, start_checkpoint=checkpoint,
                                            noise=args.inherit_noise)
+
+
+def _prune_weights(result: Any, weights_dir: Any) -> dict[str, Any]:
+    """Delete the weights of candidates off the chosen path once the run is finished (a run keeps every
+    trained model's weights while it runs, since any candidate of a step may become the next parent;
+    after the last decision only the path's are parents of anything). Returns the final weights' path."""
+    keep = {f"{c.arch.hash}.pt" for c in result.path()} | {f"{result.final.arch.hash}.pt"}
+    for path in weights_dir.glob("*.pt") if weights_dir.is_dir() else []:
+        if path.name not in keep:
+            path.unlink(missing_ok=True)
+    final = weights_dir / f"{result.final.arch.hash}.pt"
+    return {"final_weights": final} if final.is_file() else {}
 
 
 def _validation(args: argparse.Namespace) -> tuple[int | None, float | None]:

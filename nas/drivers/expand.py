@@ -735,7 +735,7 @@ def summary_text(result: ExpansionResult, paths: dict[str, Path] | None = None) 
     if result.stop_reason:
         lines.append(f"  note: {result.stop_reason}")
     if paths:
-        for key in ("trajectory", "final", "summary", "tradeoff_plot", "pareto_plot"):
+        for key in ("trajectory", "final", "final_weights", "summary", "tradeoff_plot", "pareto_plot"):
             if key in paths:
                 lines.append(f"  {key:<14} {paths[key]}")
     lines.append(f"  ({GFLOPS_NOTE}; full-size architecture cost, whatever size the proxy trained at)")
