@@ -209,11 +209,51 @@ def test_search_run_audit_covers_its_retrained_architectures(tmp_path: Path, cap
     assert main(["search", "--space", str(space), *fast, "--runs-dir", str(runs), "--name", "t"]) == 0
     capsys.readouterr()
     assert main(["fidelity", str(runs / "t"), "--evaluator", "formula", "--formula", "saturating", *LOCAL,
-                 "--json"]) == 0
+                 "--search-scores", "results", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     recorded = {r["hash"] for r in read_results(runs / "t" / "results.csv") if r["status"] == "ok"}
     assert report["driver"] == "search" and {p["hash"] for p in report["pairs"]} == recorded
     assert report["kendall_tau"] == pytest.approx(1.0)
+
+
+def test_search_run_audit_scores_spanning_architectures_inside_the_supernet(tmp_path: Path, capsys,
+                                                                            monkeypatch) -> None:
+    import nas.drivers.tunas.score as score
+    from nas.dsl.arch import Arch
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY_SPACE)
+    runs = tmp_path / "runs"
+    fast = ["--target-gflops", "0.0015", "--search-steps", "4", "--search-size-scale", "1", "--search-batch-size", "2",
+            "--val-multiplier", "2", "--search-train-clips", "4", "--clip", "4x2x32", "--top-k", "1",
+            "--evaluator", "formula", *LOCAL]
+    assert main(["search", "--space", str(space), *fast, "--runs-dir", str(runs), "--name", "s"]) == 0
+    assert (runs / "s" / "space.yaml").is_file()
+    capsys.readouterr()
+    audit = ["fidelity", str(runs / "s"), "--evaluator", "formula", "--formula", "saturating", *LOCAL, "--sample", "6",
+             "--json"]
+    assert main(audit) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["driver"] == "search" and report["n"] == 6
+    cached = json.loads((runs / "s" / "fidelity" / "supernet_scores.json").read_text())
+    (scores,) = cached.values()
+    for pair in report["pairs"]:  # the run's score of each is its supernet top-1
+        assert pair["run_score"] == pytest.approx(scores[pair["hash"]])
+        assert pair["role"].startswith("supernet")
+    gflops = [p["gflops"] for p in report["pairs"]]
+    assert gflops == sorted(gflops) and gflops[-1] > 1.5 * gflops[0]  # they span the cost range
+    for pair in report["pairs"]:  # each a point of the searched space at the search clip
+        arch = Arch.load(runs / "s" / "fidelity" / "archs" / f"{pair['hash']}.yaml")
+        assert arch.clip.frames == 4 and arch.clip.crop == 32
+
+    def no_rescoring(*args, **kwargs):
+        raise AssertionError("a rerun scored the supernet again")
+
+    monkeypatch.setattr(score, "supernet_top1s", no_rescoring)
+    assert main(audit) == 0  # cached supernet scores, cached reference results
+    capsys.readouterr()
+    assert main(["fidelity", str(runs / "s"), "--metric", "loss", *LOCAL]) == 2
+    assert "--metric: got 'loss' for a search run" in capsys.readouterr().err
 
 
 def test_killed_audit_resumes_without_redoing_a_reference_trial(expand_run: Path, tmp_path: Path, capsys) -> None:

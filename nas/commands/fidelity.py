@@ -61,6 +61,11 @@ def register(subparsers: Any) -> None:
                    help=f"audit at most this many architectures, drawn at random with --seed (default {DEFAULT_SAMPLE}); "
                    "for an expand run: the first steps that fit")
     p.add_argument("--expand-steps", type=_step_list, help="expand runs: audit these steps (e.g. 1,2,3), each with its parent")
+    p.add_argument("--search-scores", choices=("supernet", "results"), default="supernet",
+                   help="search runs: audit the final supernet's scores of --sample architectures spanning the "
+                        "space's cost range (default), or the run's own results table (its retrained architectures)")
+    p.add_argument("--search-target", type=float, metavar="GFLOPS",
+                   help="search runs with several targets: audit the supernet of this one (its search-<target>/)")
     p.add_argument("--metric", choices=METRICS, default="top1",
                    help="rank by validation top-1 (default) or validation loss (lower is better)")
     p.add_argument("--json", action="store_true", help="print fidelity.json instead of the summary")
@@ -98,6 +103,62 @@ def _expansion_path(run_dir: Path) -> tuple[dict[int, str], dict[int, str]]:
     return {s: a for s, a in accepted.items() if s > 0}, parents
 
 
+def _search_space(run_dir: Path, config: dict[str, Any]) -> Any:
+    """The space a search run searched: its saved ``space.yaml``, else the named space (checked
+    against the run's ``space_hash``)."""
+    from nas.commands._run_options import space_hash
+    from nas.registry import load_space
+
+    saved = run_dir / "space.yaml"
+    try:
+        space = load_space(str(saved) if saved.is_file() else config.get("space", ""))
+    except (ValueError, OSError) as err:
+        raise UsageError(f"RUN_DIR: got {str(run_dir)!r}; allowed: a search run whose space can be loaded ({err})") from None
+    if config.get("space_hash") and space_hash(space) != config["space_hash"]:
+        raise UsageError(f"RUN_DIR: got {str(run_dir)!r}, searched over another version of space {space.name!r}; "
+                         "allowed: a run with its space.yaml")
+    return space
+
+
+def _search_audit(run_dir: Path, config: dict[str, Any], args: argparse.Namespace) -> tuple[list[Any], list[dict[str, str]]]:
+    """A search run's audit: ``--sample`` architectures spanning the space's cost range at the search's
+    clip, each with its score inside the final supernet (the run's score; cached in the audit folder's
+    ``supernet_scores.json`` so a rerun does not recompute them). Returns the architectures and
+    results-table-like rows carrying those scores."""
+    from nas.drivers.tunas.score import load_search_config, searches_in, spanning_archs, supernet_top1s
+    from nas.files import atomic_write_text
+
+    searches = searches_in(run_dir)
+    if not searches:
+        raise UsageError(f"RUN_DIR: got {str(run_dir)!r}, a search run without a supernet checkpoint "
+                         "(search-<target>/checkpoint.pt); allowed: a search run that kept its checkpoint")
+    if args.search_target is None and len(searches) > 1:
+        raise UsageError(f"--search-target: required for a run with {len(searches)} searches; allowed: one of "
+                         + ", ".join(f"{t:g}" for t in searches))
+    target = args.search_target if args.search_target is not None else next(iter(searches))
+    if target not in searches:
+        raise UsageError(f"--search-target: got {target:g}; allowed: one of " + ", ".join(f"{t:g}" for t in searches))
+    search_dir = searches[target]
+    space = _search_space(run_dir, config)
+    cfg = load_search_config(search_dir)
+    archs = spanning_archs(space, cfg.fixed, args.sample, seed=args.seed)
+    cache_path = run_dir / (args.name or "fidelity") / "supernet_scores.json"
+    cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
+    key = f"{search_dir.name}:{cfg.hash}:{args.data or 'synthetic'}"
+    scores = cache.get(key, {})
+    missing = [a for a in archs if a.hash not in scores]
+    if missing:
+        print(f"scoring {len(missing)} architecture(s) inside the supernet of {search_dir}", file=sys.stderr)
+        for arch, top1 in zip(missing, supernet_top1s(space, search_dir, missing, data=args.data or "synthetic")):
+            scores[arch.hash] = top1
+        cache[key] = scores
+        cache_path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cache_path, json.dumps(cache, indent=2, sort_keys=True) + "\n")
+    rows = [{"hash": a.hash, "name": a.name, "gflops": repr(a.cost().gflops), "top1": repr(scores[a.hash]),
+             "loss": "nan", "trial": "", "tags": json.dumps({"role": f"supernet {target:g}"})} for a in archs]
+    return archs, rows
+
+
 def cmd_fidelity(args: argparse.Namespace) -> int:
     """Audit RUN_DIR (see the module docstring)."""
     from nas.dsl.arch import Arch
@@ -108,11 +169,20 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
     accepted, parents = _expansion_path(run_dir) if driver == "expand" else ({}, {})
     if args.expand_steps and driver != "expand":
         raise UsageError(f"--expand-steps: given for a {driver!r} run; allowed: only for expand runs")
-    try:
-        chosen = select_rows(rows, driver, sample=args.sample, steps=args.expand_steps, parents=parents, seed=args.seed)
-    except FidelityError as err:
-        raise UsageError(str(err)) from None
-    archs = [Arch.load(run_dir / r["arch_path"]) for r in chosen]
+    if args.search_target is not None and driver != "search":
+        raise UsageError(f"--search-target: given for a {driver!r} run; allowed: only for search runs")
+    if driver == "search" and args.search_scores == "supernet":
+        if args.metric == "loss":
+            raise UsageError("--metric: got 'loss' for a search run; allowed: top1 (a supernet path's score is its "
+                             "held-out top-1, as the search's Q)")
+        archs, chosen = _search_audit(run_dir, audited_config, args)
+    else:
+        try:
+            chosen = select_rows(rows, driver, sample=args.sample, steps=args.expand_steps, parents=parents,
+                                 seed=args.seed)
+        except FidelityError as err:
+            raise UsageError(str(err)) from None
+        archs = [Arch.load(run_dir / r["arch_path"]) for r in chosen]
 
     if args.runs_dir != "runs":
         raise UsageError(f"--runs-dir: got {args.runs_dir!r}; allowed: leave it out (an audit lives inside "

@@ -148,6 +148,11 @@ def cmd_search(args: argparse.Namespace) -> int:
     run, evaluator = open_run(args, driver="search", config=config)
     try:
         run.register_space(space)
+        space_file = run.dir / "space.yaml"  # the space as searched: `xnas fidelity` rebuilds the supernet from it
+        if not space_file.is_file():
+            from nas.files import atomic_write_text
+
+            atomic_write_text(space_file, space.to_yaml())
         tunas = TunasConfig(search=base, targets=tuple(targets), top_k=args.top_k, retrain=args.retrain)
         for cfg in tunas.configs:
             run.log(f"search: target {cfg.target_gflops:g} GFLOPs at clip {args.clip[0]}x{args.clip[1]}x{args.clip[2]}, "
