@@ -11,8 +11,8 @@ under which a temporal model learns the synthetic default) and record their top-
         --archs 12 --out experiments/tunas/results/rank_standalone.json
 
 ``supernet``: for each architecture of a ``standalone`` record, measure its top-1 *inside* a
-trained supernet (shared weights, batch-statistics BN, ``--eval-clips`` held-out clips of the
-supernet's own held-out split) and report Kendall's tau-b between the two accuracy lists (and, as
+trained supernet (``nas.drivers.tunas.score.supernet_top1s``, as ``xnas fidelity`` on a search run:
+shared weights, batch-statistics BN, the whole of the supernet's own held-out split) and report Kendall's tau-b between the two accuracy lists (and, as
 a reference, between GFLOPs and stand-alone top-1)::
 
     .venv/bin/python experiments/tunas/rank_agreement.py supernet runs/default/search-0.18 \
@@ -100,33 +100,30 @@ def cmd_standalone(args: argparse.Namespace) -> None:
 
 
 def cmd_supernet(args: argparse.Namespace) -> None:
+    # the project's one supernet scoring (xnas fidelity on a search run uses it too): each path's
+    # held-out top-1 under the final shared weights, batch statistics, the whole held-out split. The
+    # records in results/ before 2026-11-29 were measured with the script's own earlier loop (eval mode,
+    # the first --eval-clips held-out clips in batches of 32).
+    from nas.drivers.tunas.score import supernet_top1s
+
     space = nas.load_space(args.space)
-    state, cfg = _load(args.search_dir)
-    data = SupernetData("synthetic", space, cfg.fixed, cfg)
-    supernet = Supernet(space, classes=data.num_classes)
-    supernet.load_state_dict(state["supernet"])
-    supernet.eval()  # no dropout; BN keeps using batch statistics (TuNAS)
+    _, cfg = _load(args.search_dir)
     records = [json.loads(Path(p).read_text()) for p in args.standalone]
-    rows = []
+    todo = []
     for r in [{**r, "draw": "framewise twin" if rec.get("framewise_of") else f"policy T={rec.get('temperature', 1.0):g}"}
               for rec in records for r in rec["rows"]]:
-        if r["status"] != "ok" or any(row["hash"] == r["hash"] for row in rows):
-            continue
-        net = dataclasses.replace(resolve(r["arch"]), classes=data.num_classes)
-        correct = seen = 0
-        with torch.no_grad():
-            for start in range(0, args.eval_clips, 32):
-                x, y = data.batch("held", start // 32, 32)
-                correct += int((supernet(x, NetPath(net)).argmax(-1) == y).sum())
-                seen += len(y)
-        rows.append({"hash": r["hash"], "gflops": r["gflops"], "supernet_top1": 100.0 * correct / seen,
-                     "standalone_top1": r["standalone_top1"], "draw": r["draw"]})
-        print(json.dumps(rows[-1]), flush=True)
+        if r["status"] == "ok" and all(row["hash"] != r["hash"] for row in todo):
+            todo.append(r)
+    scores = supernet_top1s(space, args.search_dir, [nas.dsl.Arch.from_dict(r["arch"]) for r in todo])
+    rows = [{"hash": r["hash"], "gflops": r["gflops"], "supernet_top1": s, "standalone_top1": r["standalone_top1"],
+             "draw": r["draw"]} for r, s in zip(todo, scores)]
+    for row in rows:
+        print(json.dumps(row), flush=True)
     tau = kendall_tau_b([r["supernet_top1"] for r in rows], [r["standalone_top1"] for r in rows])
     tau_cost = kendall_tau_b([r["gflops"] for r in rows], [r["standalone_top1"] for r in rows])
     summary = {"kendall_tau_supernet_vs_standalone": tau, "kendall_tau_gflops_vs_standalone": tau_cost,
                "archs": len(rows), "search_dir": str(args.search_dir), "search": cfg.to_dict(),
-               "standalone_proxy": records[0]["proxy"], "standalone": args.standalone, "eval_clips": args.eval_clips, "rows": rows}
+               "standalone_proxy": records[0]["proxy"], "standalone": args.standalone, "eval_clips": "all held-out", "rows": rows}
     print(json.dumps({k: v for k, v in summary.items() if k not in ("rows", "search")}))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
@@ -232,7 +229,6 @@ def main() -> None:
     p.add_argument("search_dir")
     p.add_argument("--standalone", nargs="+", required=True)
     p.add_argument("--space", default="movinet")
-    p.add_argument("--eval-clips", type=int, default=256)
     p.add_argument("--out")
     p.set_defaults(func=cmd_supernet)
     r = sub.add_parser("report")
