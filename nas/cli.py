@@ -21,7 +21,7 @@ __all__ = ["main", "UsageError", "COMMAND_MODULES"]
 # Commands that live in their own module under nas/commands/. Each module defines
 # ``register(subparsers)``, which adds its parser(s) and sets ``func``; it keeps heavy imports (torch,
 # Ray, Optuna) inside the command function so ``xnas --help`` stays fast.
-COMMAND_MODULES = ("stream", "export", "sample", "expand", "search", "results", "fidelity")
+COMMAND_MODULES = ("stream", "export", "sample", "expand", "search", "results", "fidelity", "latency")
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -1,10 +1,15 @@
 """Measured cost of a built model, the oracle the analytic cost model is tested against (imports torch)."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-__all__ = ["count_params", "measured_macs", "training_activation_bytes"]
+if TYPE_CHECKING:
+    from nas.dsl.arch import Arch
+
+__all__ = ["count_params", "measured_macs", "training_activation_bytes", "measure_latency"]
 
 
 def count_params(model: torch.nn.Module) -> int:
@@ -68,3 +73,62 @@ def training_activation_bytes(model: torch.nn.Module, frames: int, size: int, ba
         meta(clip)
     model.train(was_training)
     return counter.bytes
+
+
+def measure_latency(arch: "Arch", *, device: str = "cpu", threads: int = 1, batch: int = 1, mode: str = "clip",
+                    warmup: int = 3, min_runs: int = 7, min_seconds: float = 1.0,
+                    max_runs: int = 200) -> dict[str, float]:
+    """Measured inference latency of ``arch`` (freshly initialised, eval mode, no grad; latency does not
+    depend on the weights): ``warmup`` untimed calls, then timed calls until at least ``min_runs`` and
+    ``min_seconds`` (at most ``max_runs``). ``clip``: one forward of a ``(batch, 3, T, crop, crop)``
+    clip at the architecture's own clip; ``stream``: one ``step`` of a causal MoViNet on one frame.
+
+    Returns:
+        ``median_ms``, ``iqr_ms`` (interquartile range), ``runs``. CUDA timings synchronise around each
+        call. ``threads`` sets torch's intra-op threads for the measurement (restored afterwards).
+    """
+    import statistics
+    import time
+
+    from nas.models import build_model
+
+    if mode not in ("clip", "stream"):
+        raise ValueError(f"mode: got {mode!r}; allowed: clip, stream")
+    dev = torch.device(device)
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, threads))
+    try:
+        model = build_model(arch).to(dev).eval()
+        clip = arch.clip
+        if mode == "stream":
+            if not hasattr(model, "step"):
+                raise ValueError(f"mode: got 'stream' for {arch.name}, which is not causal; allowed: clip")
+            state = model.init_state(batch, clip.crop)
+            state = {k: v.to(dev) for k, v in state.items()}
+            frame = torch.randn(batch, 3, 1, clip.crop, clip.crop, device=dev)
+
+            def call() -> None:
+                nonlocal state
+                _, state = model.step(frame, state)
+        else:
+            x = torch.randn(batch, 3, clip.frames, clip.crop, clip.crop, device=dev)
+
+            def call() -> None:
+                model(x)
+
+        sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+        times: list[float] = []
+        with torch.no_grad():
+            for _ in range(warmup):
+                call()
+            sync()
+            start = time.perf_counter()
+            while len(times) < max_runs and (len(times) < min_runs or time.perf_counter() - start < min_seconds):
+                t0 = time.perf_counter()
+                call()
+                sync()
+                times.append((time.perf_counter() - t0) * 1e3)
+    finally:
+        torch.set_num_threads(before)
+    q = statistics.quantiles(times, n=4) if len(times) >= 2 else [times[0]] * 3
+    return {"median_ms": statistics.median(times), "iqr_ms": q[2] - q[0], "runs": float(len(times))}

@@ -132,10 +132,13 @@ def cost(doc: dict, frames: int | None = None, crop: int | None = None) -> Cost:
     """The sum of the members' exact costs on the frames each reads."""
     net = resolve(doc, frames, crop)
     macs = params = 0
+    profile: dict[str, int] = {}
     for m in net.members:
         c = leaf_family(m.family).cost(m.doc, frames=m.frames, crop=net.clip.crop)
         macs, params = macs + c.macs, params + c.params
-    return Cost(macs=macs, params=params, frames=net.clip.frames, size=net.clip.crop)
+        for key, value in c.profile.items():
+            profile[key] = profile.get(key, 0) + value
+    return Cost(macs=macs, params=params, frames=net.clip.frames, size=net.clip.crop, profile=profile)
 
 
 def clip(doc: dict) -> Clip:

@@ -223,7 +223,7 @@ def cost(doc: dict, frames: int | None = None, crop: int | None = None) -> Cost:
     tally.bn(net.head_project)
     tally.conv(net.head_project, net.head_width, (1, 1, 1), (1, 1, 1), bias=True)
     tally.conv(net.head_width, net.classes, (1, 1, 1), (1, 1, 1), bias=True)
-    return Cost(macs=tally.macs, params=tally.params, frames=net.clip.frames, size=net.clip.crop)
+    return Cost(macs=tally.macs, params=tally.params, frames=net.clip.frames, size=net.clip.crop, profile=tally.profile)
 
 
 def clip(doc: dict) -> Clip:

@@ -345,7 +345,7 @@ def cost(doc: dict, frames: int | None = None, crop: int | None = None) -> Cost:
         tally.conv(net.stages[-1][-1].cout, net.head_width, (1, 1, 1), (t, s, s))
         tally.bn(net.head_width)
     tally.linear(net.features, net.classes)
-    return Cost(macs=tally.macs, params=tally.params, frames=net.clip.frames, size=net.clip.crop)
+    return Cost(macs=tally.macs, params=tally.params, frames=net.clip.frames, size=net.clip.crop, profile=tally.profile)
 
 
 def clip(doc: dict) -> Clip:

@@ -173,7 +173,7 @@ def cost(doc: dict, frames: int | None = None, crop: int | None = None) -> Cost:
     tally.bn(net.head_inner)
     tally.conv(net.head_inner, net.head_width, (1, 1, 1), (1, 1, 1))
     tally.linear(net.head_width, net.classes)
-    return Cost(macs=tally.macs, params=tally.params, frames=t, size=net.clip.crop)
+    return Cost(macs=tally.macs, params=tally.params, frames=t, size=net.clip.crop, profile=tally.profile)
 
 
 def clip(doc: dict) -> Clip:

@@ -11,12 +11,12 @@ compares them with a stand-alone reference training of each.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
 
+from nas.cost import spread_by_cost
 from nas.dsl.arch import Arch
 from nas.dsl.space import Space
 from nas.families.movinet import resolve
@@ -47,26 +47,12 @@ def load_search_config(search_dir: str | Path) -> SearchConfig:
 
 def spanning_archs(space: Space, fixed: Mapping[str, Any], n: int, seed: int = 0, pool: int = 40) -> list[Arch]:
     """``n`` distinct architectures of ``space`` at the ``fixed`` values (the search's clip) that span its
-    cost range: ``pool x n`` uniform random draws, sorted by cost, then one from each of ``n`` equal
-    slices of log-cost between the cheapest and the dearest draw (the nearest draw not yet taken).
-    Uniform draws alone pile up where the space is dense; an audit needs the whole range."""
-    policy = Policy(space, fixed)  # uniform logits: every value of every choice equally likely
+    cost range: ``pool x n`` uniform random draws (every value of every choice equally likely), then
+    :func:`nas.cost.spread_by_cost`; named ``<space>-spanNN`` in cost order."""
+    policy = Policy(space, fixed)  # uniform logits
     gen = torch.Generator().manual_seed(seed)
-    draws: dict[str, tuple[float, Arch]] = {}
-    for _ in range(pool * n):
-        arch = policy.freeze(policy.sample_indices(gen))
-        draws.setdefault(arch.hash, (arch.cost().gflops, arch))
-    ranked = sorted(draws.values(), key=lambda t: t[0])
-    if len(ranked) <= n:
-        return [a for _, a in ranked]
-    lo, hi = math.log(ranked[0][0]), math.log(ranked[-1][0])
-    taken: list[Arch] = []
-    free = list(ranked)
-    for i in range(n):
-        want = lo + (hi - lo) * (i + 0.5) / n
-        best = min(range(len(free)), key=lambda j: abs(math.log(free[j][0]) - want))
-        taken.append(free.pop(best)[1])
-    return [a.renamed(f"{space.name}-span{i + 1:02d}") for i, a in enumerate(sorted(taken, key=lambda a: a.cost().gflops))]
+    draws = (policy.freeze(policy.sample_indices(gen)) for _ in range(pool * n))
+    return [a.renamed(f"{space.name}-span{i + 1:02d}") for i, a in enumerate(spread_by_cost(draws, n))]
 
 
 @torch.no_grad()
