@@ -81,7 +81,8 @@ def run_one(family: str, threads: int, args: argparse.Namespace, tables: Path) -
     # FLOPs as the predictor: latency = k * GFLOPs + c, fitted to the same calibration measurements
     cal = table.samples_for(key)
     flops_w = fit([{"features": {"dense_macs": s["gflops"], "pointwise_macs": 0.0, "depthwise_macs": 0.0,
-                                 "linear_macs": 0.0, "conv_out_elems": 0.0, "calls": 0.0, "constant": 1.0},
+                                 "linear_macs": 0.0, "conv_out_elems": 0.0, "params": 0.0, "calls": 0.0,
+                                 "constant": 1.0},
                     "measured_ms": s["measured_ms"]} for s in cal])
     measured, predicted, by_flops, predict_us, gflops = [], [], [], [], []
     for arch in evals:

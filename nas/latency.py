@@ -5,11 +5,12 @@ BN, activations and adds cost time but no FLOPs, and every layer is a kernel cal
 overhead. The model weighs each kind of work separately. The analytic cost walk of every family
 (:class:`nas.cost.Tally`) already visits each layer, so it also totals, per architecture
 (``Cost.profile``): multiply-adds of dense, pointwise, depthwise and linear layers, the output elements
-of every conv (what BN, activations and adds then read and write), and the number of kernel calls.
+of every conv (what BN, activations and adds then read and write), and the number of kernel calls;
+the parameter count stands for the weights every call reads.
 Latency is predicted as a weighted sum of those totals (times the batch, except the calls) plus a
 constant per forward::
 
-    t = a_dense MACs_dense + a_pw MACs_pw + a_dw MACs_dw + a_lin MACs_lin + b elems + c calls + d
+    t = a_dense MACs_dense + a_pw MACs_pw + a_dw MACs_dw + a_lin MACs_lin + b elems + p params + c calls + d
 
 The weights are a **table measured on this machine**, per family and mode, fitted (non-negative,
 minimising the *relative* error) to real latencies of architectures drawn from the family's space
@@ -38,7 +39,8 @@ __all__ = ["MODES", "FEATURES", "LatencyError", "features", "fit", "LatencyTable
            "profile_space_for"]
 
 MODES = ("clip", "stream")
-FEATURES = ("dense_macs", "pointwise_macs", "depthwise_macs", "linear_macs", "conv_out_elems", "calls", "constant")
+FEATURES = ("dense_macs", "pointwise_macs", "depthwise_macs", "linear_macs", "conv_out_elems", "params", "calls",
+            "constant")
 _PER_CLIP = ("dense_macs", "pointwise_macs", "depthwise_macs", "linear_macs", "conv_out_elems")
 
 
@@ -82,8 +84,10 @@ def features(arch: Arch, mode: str = "clip", batch: int = 1) -> dict[str, float]
     or one frame step (``stream``) at ``batch`` clips."""
     if batch < 1:
         raise LatencyError(f"batch: got {batch}; allowed: an integer >= 1")
-    profile = _cost(arch, mode).profile
+    cost = _cost(arch, mode)
+    profile = cost.profile
     out = {k: float(profile.get(k, 0)) * batch for k in _PER_CLIP}
+    out["params"] = float(cost.params)  # weights read once per call, whatever the batch
     out["calls"] = float(profile.get("convs", 0) + profile.get("bns", 0) + profile.get("linears", 0))
     out["constant"] = 1.0
     return out

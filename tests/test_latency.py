@@ -46,7 +46,7 @@ def test_the_fit_recovers_known_non_negative_weights() -> None:
     rng = random.Random(0)
     archs = spread_by_cost((space.freeze(space.random(rng)) for _ in range(200)), 12)
     true = {"dense_macs": 2e-9, "pointwise_macs": 1e-9, "depthwise_macs": 8e-9, "linear_macs": 0.0,
-            "conv_out_elems": 3e-8, "calls": 0.01, "constant": 0.2}
+            "conv_out_elems": 3e-8, "params": 1e-7, "calls": 0.01, "constant": 0.2}
     samples = []
     for a in archs:
         f = features(a)
