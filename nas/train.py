@@ -25,6 +25,7 @@ from nas.loop import run_steps
 from nas.models import build_model
 from nas.models.morph import inherit, reestimate_bn
 from nas.models.weights import read_weights, write_weights
+from nas.parallel import all_mean, shard, spawn_local, to_global_batchnorm, world
 from nas.proxy import LAYOUTS, MEMORY_REFUSAL, OPTIMIZERS, Proxy, TrialResult
 
 __all__ = ["Proxy", "TrialResult", "ClipData", "evaluate", "make_data", "memory_estimate", "memory_available",
@@ -252,6 +253,12 @@ def memory_available(device: torch.device | str = "cpu") -> float:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
+def _worker_evaluate(arch: Arch, data: Any, proxy: Proxy, seed: int, workers: int, kwargs: dict[str, Any]) -> TrialResult:
+    """One data-parallel worker of :func:`evaluate` (inside the process group :func:`spawn_local` made)."""
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    return evaluate(arch, data, proxy, seed, **kwargs)
+
+
 BN_REESTIMATE_BATCHES = 8  # batches of training clips that re-estimate BN statistics after a morphism
 
 
@@ -278,7 +285,8 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
              checkpoint: str | Path | None = None, progress: bool | None = None,
              report: Callable[[int, dict[str, float]], None] | None = None,
              device: str | None = None, memory_limit_gib: float | None = None,
-             init: dict[str, Any] | None = None, save_weights: str | Path | None = None) -> TrialResult:
+             init: dict[str, Any] | None = None, save_weights: str | Path | None = None,
+             workers: int = 1) -> TrialResult:
     """Train ``arch`` under ``proxy`` and measure its validation top-1.
 
     Args:
@@ -302,11 +310,23 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
             input changed); ``{"parent": None, "weights": PATH}`` loads weights of ``arch`` itself;
             ``"train": False`` evaluates without training. ``None``: random initialisation.
         save_weights: write the trained weights here (:func:`nas.models.weights.write_weights`).
+        workers: data-parallel processes (:mod:`nas.parallel`): the same training as one process with
+            the same global batch (``proxy.batch_size`` must divide by it); started here on this machine
+            (gloo on CPU, NCCL on CUDA) unless this process is already one worker of a process group.
 
     Returns:
         The trial's result; a non-finite loss gives ``status="failed"`` with the step in ``reason``,
         and so does a candidate too big for the memory limit.
     """
+    rank, size = world()
+    if workers > 1 and size == 1:
+        if proxy.batch_size % workers:
+            raise ValueError(f"workers: got {workers} for batch_size {proxy.batch_size}; allowed: a divisor of "
+                             "the proxy's batch size (each worker takes an equal share of the global batch)")
+        backend = "nccl" if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda") else "gloo"
+        kwargs = dict(checkpoint=checkpoint, progress=False, device=device, memory_limit_gib=memory_limit_gib,
+                      init=init, save_weights=save_weights)
+        return spawn_local(_worker_evaluate, (arch, data, proxy, seed, workers, kwargs), workers, backend)
     t_start = time.perf_counter()
     cost = arch.cost()
     result = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="ok", gflops=cost.gflops,
@@ -329,6 +349,8 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         return result
     seed_everything(seed)
     model, input_changed = _initial_model(trained, init, seed, classes)
+    if size > 1:
+        model = to_global_batchnorm(model)  # BN statistics of the global batch, as one process sees them
     model = model.to(dev)
     model.train()
     optimizer = make_optimizer(model, proxy)
@@ -363,6 +385,8 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         start_step = proxy.steps  # evaluate the given weights as they are
 
     layout = result.layout or proxy.layout
+    if size > 1:
+        layout = "channels_first"  # every worker the same (a timed choice could differ between them)
     if layout == "auto" and dev.type == "cpu":
         clips, labels = fetch(next(batch_indices(len(train), proxy.batch_size, seed, 0)))
         layout = choose_layout(model, to_tensor(clips, dev, "channels_first"), labels,
@@ -371,10 +395,16 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         layout = "channels_first"
     result.layout = layout
     model.to(memory_format=torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format)
+    trained_model = model
+    if size > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        # gradients averaged over the workers = the gradient of the global batch's mean loss
+        trained_model = DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
 
     def save(done: int) -> None:
-        if ckpt_path:
+        if ckpt_path and rank == 0:
             _save_checkpoint(ckpt_path, {"ident": ident, "step": done, "model": model.state_dict(),
                                          "optimizer": optimizer.state_dict(),
                                          "torch_rng": torch.get_rng_state(), "layout": layout})
@@ -383,12 +413,13 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
 
     def train_step(step: int) -> dict[str, Any]:
         nonlocal last_loss
-        clips, labels = fetch(next(batches))
+        indices = next(batches)
+        clips, labels = fetch(shard(indices, rank, size) if size > 1 else indices)
         result.size = clips.shape[-2]  # the crop actually trained at (size_scale applied)
         with autocast:
-            logits = model(to_tensor(clips, dev, layout))
+            logits = trained_model(to_tensor(clips, dev, layout))
         loss = F.cross_entropy(logits.float(), labels, label_smoothing=proxy.label_smoothing)
-        last_loss = loss.item()
+        last_loss = all_mean(loss.item())  # the global batch's mean loss (equal shares)
         if math.isfinite(last_loss):
             loss.backward()
         return {"loss": last_loss}
@@ -396,7 +427,7 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
     def checkpoint(done: int, _so_far: Any) -> None:
         # checkpoint before reporting: a report hook may stop the trial (Ray's early stopping)
         save(done)
-        if report:
+        if report and rank == 0:
             report(done, {"loss": last_loss})
 
     t_train = time.perf_counter()
@@ -415,9 +446,9 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
     if callable(skipped):
         result.skipped_files = [s["path"] if isinstance(s, dict) else str(s) for s in skipped().get("skipped", [])]
     save(proxy.steps)
-    if save_weights:
+    if save_weights and rank == 0:
         write_weights(save_weights, trained, model)
-    if report:
+    if report and rank == 0:
         report(proxy.steps, {"top1": result.top1, "loss": result.loss})
     result.wall_s = time.perf_counter() - t_start
     return result
