@@ -199,14 +199,20 @@ def test_user_mistakes_exit_2_with_one_line(expand_run: Path, tmp_path: Path, ca
     assert "--runs-dir: got 'elsewhere'; allowed: leave it out" in capsys.readouterr().err
 
 
-def test_search_run_audit_covers_its_retrained_architectures(tmp_path: Path, capsys) -> None:
+def _tiny_search_run(tmp_path: Path, name: str, top_k: int) -> Path:
+    """A finished 4-step search of the tiny space (formula retraining); returns the runs folder."""
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
     runs = tmp_path / "runs"
     fast = ["--target-gflops", "0.0015", "--search-steps", "4", "--search-size-scale", "1", "--search-batch-size", "2",
-            "--val-multiplier", "2", "--search-train-clips", "4", "--clip", "4x2x32", "--top-k", "3",
+            "--val-multiplier", "2", "--search-train-clips", "4", "--clip", "4x2x32", "--top-k", str(top_k),
             "--evaluator", "formula", *LOCAL]
-    assert main(["search", "--space", str(space), *fast, "--runs-dir", str(runs), "--name", "t"]) == 0
+    assert main(["search", "--space", str(space), *fast, "--runs-dir", str(runs), "--name", name]) == 0
+    return runs
+
+
+def test_search_run_audit_covers_its_retrained_architectures(tmp_path: Path, capsys) -> None:
+    runs = _tiny_search_run(tmp_path, "t", top_k=3)
     capsys.readouterr()
     assert main(["fidelity", str(runs / "t"), "--evaluator", "formula", "--formula", "saturating", *LOCAL,
                  "--search-scores", "results", "--json"]) == 0
@@ -221,13 +227,7 @@ def test_search_run_audit_scores_spanning_architectures_inside_the_supernet(tmp_
     import nas.drivers.tunas.score as score
     from nas.dsl.arch import Arch
 
-    space = tmp_path / "tiny.yaml"
-    space.write_text(TINY_SPACE)
-    runs = tmp_path / "runs"
-    fast = ["--target-gflops", "0.0015", "--search-steps", "4", "--search-size-scale", "1", "--search-batch-size", "2",
-            "--val-multiplier", "2", "--search-train-clips", "4", "--clip", "4x2x32", "--top-k", "1",
-            "--evaluator", "formula", *LOCAL]
-    assert main(["search", "--space", str(space), *fast, "--runs-dir", str(runs), "--name", "s"]) == 0
+    runs = _tiny_search_run(tmp_path, "s", top_k=1)
     assert (runs / "s" / "space.yaml").is_file()
     capsys.readouterr()
     audit = ["fidelity", str(runs / "s"), "--evaluator", "formula", "--formula", "saturating", *LOCAL, "--sample", "6",
