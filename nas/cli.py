@@ -119,10 +119,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     arch.save(out / "arch.yaml")
     try:
-        result = evaluate(arch, args.data, proxy, seed=args.seed, checkpoint=out / "checkpoint.pt")
+        result = evaluate(arch, args.data, proxy, seed=args.seed, checkpoint=out / "checkpoint.pt",
+                          workers=args.workers_per_trial)
     except ValueError as err:
-        raise UsageError(str(err)) from None
-    metrics = {**result.as_dict(), "proxy": proxy.to_dict()}
+        raise UsageError(str(err).replace("workers:", "--workers-per-trial:", 1)) from None
+    metrics = {**result.as_dict(), "proxy": proxy.to_dict(), "workers": args.workers_per_trial}
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2))
     if result.status != "ok":
         print(f"{arch.name}: trial failed: {result.reason}", file=sys.stderr)
@@ -161,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size-scale", type=_fraction,
                    help="train at this fraction of the crop (reported GFLOPs stay the full-size ones)")
     p.add_argument("--optimizer", choices=("sgd", "rmsprop", "adamw"))
+    p.add_argument("--workers-per-trial", type=_positive, default=1,
+                   help="data-parallel processes (DDP: gloo on CPU, NCCL on CUDA); the same training as one "
+                        "process with the same global batch (default 1)")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--task", help="synthetic task: " + ", ".join(TASKS) + f" (default {DEFAULT_TASK})")
     p.add_argument("--seed", type=int, default=0)

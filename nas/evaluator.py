@@ -192,6 +192,7 @@ class LocalEvaluator:
         inheritance: train from a parent's weights and keep every trained model's weights
             (:class:`Inheritance`; set the parent per batch with :func:`for_parent`); ``None``: every
             architecture from scratch.
+        workers: data-parallel processes per trial (``nas.train.evaluate``'s ``workers``).
 
     A candidate whose training raises is a ``failed`` result (the exception in ``reason``): the run
     goes on.
@@ -199,8 +200,10 @@ class LocalEvaluator:
 
     def __init__(self, data: str = "synthetic", proxy: Proxy | None = None, seed: int = 0,
                  device: str | None = None, *, checkpoint_dir: str | Path | None = None,
-                 memory_limit_gib: float | None = None, inheritance: Inheritance | None = None) -> None:
+                 memory_limit_gib: float | None = None, inheritance: Inheritance | None = None,
+                 workers: int = 1) -> None:
         self.data = data
+        self.workers = workers
         self.proxy = proxy or Proxy()
         self.seed = seed
         self.device = device
@@ -220,7 +223,7 @@ class LocalEvaluator:
             return self
         return LocalEvaluator(self.data, self.proxy, self.seed, self.device, checkpoint_dir=self.checkpoint_dir,
                               memory_limit_gib=self.memory_limit_gib,
-                              inheritance=self.inheritance.with_parent(parent))
+                              inheritance=self.inheritance.with_parent(parent), workers=self.workers)
 
     def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None,
                  on_result: OnResult | None = None) -> list[TrialResult]:
@@ -246,7 +249,8 @@ class LocalEvaluator:
             proxy, init, save = self.inheritance.job(arch, self.proxy)
         try:
             return evaluate(arch, self.data, proxy, seed=self.seed, device=self.device, checkpoint=ckpt,
-                            memory_limit_gib=self.memory_limit_gib, init=init, save_weights=save)
+                            memory_limit_gib=self.memory_limit_gib, init=init, save_weights=save,
+                            workers=self.workers)
         except Exception as err:  # a crashing candidate is a failed trial; the run goes on
             cost = arch.cost()
             return TrialResult(arch_name=arch.name, arch_hash=arch.hash, status=FAILED,

@@ -54,6 +54,7 @@ COLUMNS = ("trial", "hash", "name", "driver", "step", "gflops", "params", "top1"
 # Config keys that do not change results: they may differ when a run is resumed.
 NEUTRAL_KEYS = frozenset({
     "executor", "address", "cpus_per_trial", "gpus_per_trial", "memory_per_trial", "max_failures", "trials",
+    "workers_per_trial",
     "progress",
     "fail_after_trials", "resume", "name", "runs_dir", "storage", "device",
 })

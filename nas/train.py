@@ -253,9 +253,9 @@ def memory_available(device: torch.device | str = "cpu") -> float:
     return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
-def _worker_evaluate(arch: Arch, data: Any, proxy: Proxy, seed: int, workers: int, kwargs: dict[str, Any]) -> TrialResult:
+def _worker_evaluate(arch: Arch, data: Any, proxy: Proxy, seed: int, threads: int, kwargs: dict[str, Any]) -> TrialResult:
     """One data-parallel worker of :func:`evaluate` (inside the process group :func:`spawn_local` made)."""
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+    torch.set_num_threads(threads)
     return evaluate(arch, data, proxy, seed, **kwargs)
 
 
@@ -326,7 +326,8 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         backend = "nccl" if (device or ("cuda" if torch.cuda.is_available() else "cpu")).startswith("cuda") else "gloo"
         kwargs = dict(checkpoint=checkpoint, progress=False, device=device, memory_limit_gib=memory_limit_gib,
                       init=init, save_weights=save_weights)
-        return spawn_local(_worker_evaluate, (arch, data, proxy, seed, workers, kwargs), workers, backend)
+        threads = max(1, torch.get_num_threads() // workers)  # this process's threads, shared by the workers
+        return spawn_local(_worker_evaluate, (arch, data, proxy, seed, threads, kwargs), workers, backend)
     t_start = time.perf_counter()
     cost = arch.cost()
     result = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="ok", gflops=cost.gflops,

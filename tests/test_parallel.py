@@ -64,3 +64,24 @@ def test_a_global_batch_splits_into_equal_shares() -> None:
 
     with pytest.raises(ValueError, match="workers: got 3 for batch_size 8"):
         evaluate(load_arch("x3d-xs"), "synthetic", PROXY, workers=3)
+
+
+@pytest.mark.slow
+def test_run_commands_take_workers_per_trial(tmp_path, capsys) -> None:
+    import csv
+    import json
+
+    from nas.cli import main
+
+    tiny = ["--executor", "local", "--no-progress", "--steps", "2", "--batch-size", "4", "--size-scale", "0.1",
+            "--train-clips", "8", "--val-clips", "8", "--runs-dir", str(tmp_path)]
+    assert main(["sample", "--space", "x3d", "--trials", "1", "--max-gflops", "100", "--name", "w", *tiny,
+                 "--workers-per-trial", "2"]) == 0
+    capsys.readouterr()
+    config = json.loads((tmp_path / "w" / "config.json").read_text())["config"]
+    assert config["workers_per_trial"] == 2
+    rows = list(csv.DictReader(open(tmp_path / "w" / "results.csv")))
+    assert rows and all(r["status"] in ("ok", "failed") for r in rows)
+    assert any(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
+    assert main(["sample", "--space", "x3d", "--trials", "1", "--name", "bad", *tiny, "--workers-per-trial", "3"]) == 2
+    assert "--workers-per-trial: got 3 for --batch-size 4" in capsys.readouterr().err

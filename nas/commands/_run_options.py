@@ -60,6 +60,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula:
     g.add_argument("--memory-per-trial", type=_non_negative_float, default=0.0,
                    help="GiB of memory each trial may use (Ray reserves it); a candidate estimated to need more is "
                    "recorded as failed, untrained (default 0: the free memory shared by the trials running at once)")
+    g.add_argument("--workers-per-trial", type=_positive_int, default=1,
+                   help="data-parallel processes per trial on its machine (DDP: gloo on CPU, NCCL on CUDA); the "
+                        "same training as one process with the same global batch (default 1)")
     g.add_argument("--max-failures", type=_non_negative_int, default=1,
                    help="retries of a Ray trial that crashed (default 1)")
     g.add_argument("--scheduler", choices=("none", "asha"), default="none",
@@ -114,6 +117,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         "gpus_per_trial": args.gpus_per_trial,
         "max_failures": args.max_failures,
         "memory_per_trial": args.memory_per_trial,
+        "workers_per_trial": args.workers_per_trial,
     }
 
 
@@ -159,6 +163,9 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict,
         raise usage_error(err) from None
     run.fail_after_trials = args.fail_after_trials
     proxy = proxy_from_args(args, Proxy.from_dict(args._default_proxy))
+    if args.workers_per_trial > 1 and proxy.batch_size % args.workers_per_trial:
+        raise UsageError(f"--workers-per-trial: got {args.workers_per_trial} for --batch-size {proxy.batch_size}; "
+                         "allowed: a divisor of the batch size (each worker takes an equal share)")
     inner: "Evaluator"
     inherit = inheritance(run.dir.resolve() / "weights") if inheritance and args.evaluator != "formula" else None
     if args.executor == "local":
@@ -174,7 +181,8 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict,
             from nas.evaluator import LocalEvaluator
 
             inner = LocalEvaluator(settings["data"], proxy, args.seed, checkpoint_dir=run.dir / "checkpoints",
-                                   memory_limit_gib=args.memory_per_trial or None, inheritance=inherit)
+                                   memory_limit_gib=args.memory_per_trial or None, inheritance=inherit,
+                                   workers=args.workers_per_trial)
     else:
         from nas.integrations.ray_tune import RayEvaluator
 
@@ -184,6 +192,6 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict,
                              max_failures=args.max_failures, scheduler=args.scheduler,
                              memory_per_trial=args.memory_per_trial,
                              log_dir=run.dir / "ray", progress=args.progress, evaluator_spec=spec,
-                             inheritance=inherit)
+                             inheritance=inherit, workers=args.workers_per_trial)
         run.on_close(inner.shutdown)
     return run, run.evaluator(inner)

@@ -69,7 +69,7 @@ def run_trial(job: dict[str, Any], report: Callable[[int, dict[str, float]], Non
     return evaluate(arch, job["data"], Proxy.from_dict(job["proxy"]), seed=int(job["seed"]),
                     checkpoint=job.get("checkpoint"), progress=False, report=report,
                     memory_limit_gib=job.get("memory_limit_gib"), init=job.get("init"),
-                    save_weights=job.get("save_weights"))
+                    save_weights=job.get("save_weights"), workers=int(job.get("workers") or 1))
 
 
 def _trainable(config: dict[str, Any]) -> None:
@@ -213,6 +213,8 @@ class RayEvaluator:
             (:mod:`nas.formulas`) inside the trials instead of training.
         memory_per_trial: GiB of memory each trial reserves (Ray's ``memory`` resource; 0: none), so
             Ray runs fewer big candidates at once instead of its OOM killer stopping them.
+        workers: data-parallel processes per trial, started inside the trial on its node (DDP; the
+            trial should reserve ``cpus_per_trial`` >= ``workers``). Ray Train across nodes is not wired yet.
         inheritance: trials start from their parent's trained weights (:class:`nas.evaluator.Inheritance`;
             the parent set per batch with :func:`nas.evaluator.for_parent`). Trials get the parent's
             weights file as a path: on a cluster its ``weights_dir`` must be on shared storage.
@@ -225,7 +227,7 @@ class RayEvaluator:
                  cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_failures: int = 1,
                  scheduler: str = "none", log_dir: Path | None = None, progress: bool = True,
                  evaluator_spec: dict | None = None, memory_per_trial: float = 0,
-                 inheritance: Inheritance | None = None) -> None:
+                 inheritance: Inheritance | None = None, workers: int = 1) -> None:
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler: got {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
         if evaluator_spec is not None and evaluator_spec.get("kind") != "formula":
@@ -251,6 +253,7 @@ class RayEvaluator:
         if evaluator_spec is not None and inheritance is not None:
             raise ValueError("inheritance: got one with a formula evaluator; allowed: None (a formula has no weights)")
         self.inheritance = inheritance
+        self.workers = workers
         if evaluator_spec:
             self.cache_key = f"formula:{evaluator_spec['name']}"
         else:
@@ -335,7 +338,8 @@ class RayEvaluator:
                 job["evaluator"] = dict(self.evaluator_spec)
                 job["proxy_hash"] = f"formula:{self.evaluator_spec['name']}"
             else:
-                job.update(proxy=self.proxy.to_dict(), data=self.data, evaluator=None, memory_limit_gib=memory_limit)
+                job.update(proxy=self.proxy.to_dict(), data=self.data, evaluator=None, memory_limit_gib=memory_limit,
+                           workers=self.workers)
                 if self.inheritance is not None:
                     proxy, init, save = self.inheritance.job(arch, self.proxy)
                     job.update(proxy=proxy.to_dict(), init=init, save_weights=save)
