@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import random
 import statistics
 import sys
 import time
@@ -35,8 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "experiments"))
 
-from nas.cost import spread_by_cost  # noqa: E402
-from nas.latency import LatencyTable, fit  # noqa: E402
+from nas.latency import LatencyTable, calibration_draws, fit  # noqa: E402
 from nas.registry import load_space  # noqa: E402
 
 FAMILIES = {"x3d": ("x3d", "clip"), "movinet": ("movinet", "clip"), "movinet-stream": ("movinet-stream", "stream"),
@@ -44,14 +42,7 @@ FAMILIES = {"x3d": ("x3d", "clip"), "movinet": ("movinet", "clip"), "movinet-str
 
 
 def _draws(space_name: str, n: int, seed: int, max_gflops: float, exclude: set[str]) -> list:
-    space = load_space(space_name)
-    rng = random.Random(seed)
-    pool = []
-    for _ in range(60 * n):
-        arch = space.freeze(space.random(rng))
-        if arch.hash not in exclude and arch.cost().gflops <= max_gflops:
-            pool.append(arch)
-    return spread_by_cost(pool, n)
+    return calibration_draws(load_space(space_name), n, seed, max_gflops, exclude, pool=60)
 
 
 def _spearman(a: list[float], b: list[float]) -> float:

@@ -139,10 +139,10 @@ class Inheritance:
             if self.start_steps is not None:
                 steps = self.start_steps
                 proxy = replace(proxy, steps=max(1, steps), warmup_steps=min(proxy.warmup_steps, max(0, steps // 4)))
-                if steps == 0:
-                    init = {"parent": None, "weights": str(self.start_checkpoint), "noise": 0.0, "train": False}
-            if self.start_checkpoint is not None and init is None:
+            if self.start_checkpoint is not None:  # (start_steps 0 implies a checkpoint: __post_init__)
                 init = {"parent": None, "weights": str(self.start_checkpoint), "noise": 0.0}
+                if self.start_steps == 0:
+                    init["train"] = False
         return proxy, init, str(self.weights_path(arch))
 
 

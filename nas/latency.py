@@ -36,7 +36,7 @@ from nas.dsl.arch import Arch
 from nas.files import atomic_write_text
 
 __all__ = ["MODES", "FEATURES", "LatencyError", "features", "fit", "LatencyTable", "table_path", "cache_root",
-           "profile_space_for"]
+           "profile_space_for", "calibration_draws"]
 
 MODES = ("clip", "stream")
 FEATURES = ("dense_macs", "pointwise_macs", "depthwise_macs", "linear_macs", "conv_out_elems", "params", "calls",
@@ -200,3 +200,17 @@ def profile_space_for(arch: Arch, mode: str) -> str:
     if arch.family == "movinet":
         return "movinet-stream" if (mode == "stream" or arch.doc.get("causal")) else "movinet"
     raise LatencyError(f"family: got {arch.family!r}; allowed: x3d, movinet, tsn2d (families with a shipped space)")
+
+
+def calibration_draws(space: Any, n: int, seed: int, max_gflops: float, exclude: Iterable[str] = (),
+                      pool: int = 40) -> list[Arch]:
+    """``n`` random architectures of ``space`` spanning its cost range (``pool x n`` draws, those over
+    ``max_gflops`` or with a hash in ``exclude`` left out, then :func:`nas.cost.spread_by_cost`)."""
+    import random
+
+    from nas.cost import spread_by_cost
+
+    rng = random.Random(seed)
+    skip = set(exclude)
+    draws = (space.freeze(space.random(rng)) for _ in range(pool * n))
+    return spread_by_cost((a for a in draws if a.hash not in skip and a.cost().gflops <= max_gflops), n)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 import time
 from typing import Any
@@ -58,19 +57,13 @@ def profile(space_name: str, *, device: str, threads: int, batch: int, mode: str
             seed: int = 0, log=print) -> Any:
     """Measure ``archs`` random architectures of ``space_name`` (spanning its cost range, each at most
     ``max_gflops``), add them to this machine's table and refit; returns the table."""
-    from nas.cost import spread_by_cost
-    from nas.latency import LatencyTable
+    from nas.latency import LatencyTable, calibration_draws
     from nas.measure import measure_latency
     from nas.registry import load_space
 
     space = load_space(space_name)
-    rng = random.Random(seed)
-    draws = []
-    for _ in range(40 * archs):
-        arch = space.freeze(space.random(rng))
-        if arch.cost().gflops <= max_gflops:
-            draws.append(arch)
-    chosen = [a.renamed(f"{space.name}-lat{i + 1:02d}") for i, a in enumerate(spread_by_cost(draws, archs))]
+    chosen = [a.renamed(f"{space.name}-lat{i + 1:02d}")
+              for i, a in enumerate(calibration_draws(space, archs, seed, max_gflops))]
     if len(chosen) < 2:
         raise UsageError(f"--profile-max-gflops: got {max_gflops:g}; allowed: a cap that at least 2 random "
                          f"architectures of {space.name} fit under")
