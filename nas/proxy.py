@@ -135,6 +135,7 @@ class TrialResult:
     proxy_hash: str = ""
     data: str = ""
     skipped_files: list[str] = field(default_factory=list)
+    workers: int = 1  # data-parallel processes that trained it (the same global batch at any count)
 
     def __post_init__(self) -> None:
         if self.status not in STATUSES:

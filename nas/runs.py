@@ -43,13 +43,17 @@ if TYPE_CHECKING:
     from nas.evaluator import Evaluator
     from nas.integrations.optuna_study import Study
 
-__all__ = ["Run", "RunLock", "RecordingEvaluator", "COLUMNS", "NEUTRAL_KEYS", "evaluation_key", "read_results", "results_frame",
+__all__ = ["Run", "RunLock", "RecordingEvaluator", "COLUMNS", "ADDED_COLUMNS", "NEUTRAL_KEYS", "evaluation_key", "read_results", "results_frame",
            "FAULT_EXIT_CODE", "write_json"]
 
 # results.csv columns, in order. ``tags`` holds every tag as JSON (driver and step also have columns).
 COLUMNS = ("trial", "hash", "name", "driver", "step", "gflops", "params", "top1", "loss", "wall_s",
            "status", "reason", "arch_path", "tags", "eval_key", "seed", "proxy_hash", "data", "steps",
-           "train_clips_per_s", "size", "frames", "layout", "skipped_files", "finished_at")
+           "train_clips_per_s", "size", "frames", "layout", "skipped_files", "workers", "finished_at")
+# Columns added after the first release, with the value an older file's rows get when read ("" for a
+# column that has no meaningful old value). A file with an older header is read as if it had them, and
+# its writer rewrites it with the current header before its next append (one schema per file).
+ADDED_COLUMNS = {"workers": "1"}
 
 # Config keys that do not change results: they may differ when a run is resumed.
 NEUTRAL_KEYS = frozenset({
@@ -108,31 +112,49 @@ def _result_from_row(row: Mapping[str, str]) -> TrialResult:
         train_clips_per_s=_parse_float(row["train_clips_per_s"]), size=_parse_int(row["size"]),
         frames=_parse_int(row["frames"]), layout=row["layout"], seed=_parse_int(row["seed"]),
         proxy_hash=row["proxy_hash"], data=row["data"],
-        skipped_files=json.loads(row["skipped_files"]) if row["skipped_files"] else [])
+        skipped_files=json.loads(row["skipped_files"]) if row["skipped_files"] else [],
+        workers=_parse_int(row["workers"]) or 1)
 
 
 def read_results(path: str | Path, *, repair: bool = False) -> list[dict[str, str]]:
-    """The rows of a ``results.csv`` as strings; a torn last line (the process was killed while
-    writing it) is left out. ``repair`` also rewrites the file without it: only the run's writer (the
-    holder of its lock) may, since a reader that rewrote the file under a live writer would swap the
-    file its appends go to."""
+    """The rows of a ``results.csv`` as strings, with every column of :data:`COLUMNS`; a torn last line
+    (the process was killed while writing it) is left out. A file written before a column was added
+    (:data:`ADDED_COLUMNS`) reads with that column's old value. ``repair`` also rewrites the file without
+    the torn line and with the current header: only the run's writer (the holder of its lock) may,
+    since a reader that rewrote the file under a live writer would swap the file its appends go to.
+
+    Raises:
+        ValueError: the header has a column this version does not know (a newer xnas wrote it).
+    """
     path = Path(path)
     if not path.is_file():
         return []
     with open(path, newline="") as f:
         text = f.read()
     lines = text.splitlines(keepends=True)
-    rows = list(csv.DictReader(lines))
-    good = [r for r in rows if None not in r and all(v is not None for v in r.values())
-            and len(r) == len(COLUMNS)]
+    reader = csv.DictReader(lines)
+    header = list(reader.fieldnames or [])
+    unknown = [c for c in header if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"{path}: got column(s) {', '.join(unknown)}; allowed: the columns of this xnas version "
+                         f"({', '.join(COLUMNS)}); was the run written by a newer xnas?")
+    missing = [c for c in COLUMNS if c not in header]
+    rows = list(reader)
+    good = [{c: r.get(c, ADDED_COLUMNS.get(c, "")) for c in COLUMNS} for r in rows
+            if None not in r and all(v is not None for v in r.values())]
     torn = not text.endswith("\n") or len(good) != len(rows)
-    if torn and lines and repair:
-        # keep the header and every complete row, rewrite atomically
+    if (torn or missing) and lines and repair:
+        # keep every complete row under the current header, rewrite atomically
         with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             writer.writeheader()
             writer.writerows(good)
     return good
+
+
+def _header_is_current(path: Path) -> bool:
+    with open(path, newline="") as f:
+        return next(csv.reader([f.readline()]), []) == list(COLUMNS)
 
 
 def results_frame(path: str | Path) -> "pandas.DataFrame":
@@ -453,7 +475,7 @@ class Run:
             "tags": public_tags, "eval_key": key, "seed": result.seed, "proxy_hash": result.proxy_hash,
             "data": result.data, "steps": result.steps, "train_clips_per_s": result.train_clips_per_s,
             "size": result.size, "frames": result.frames, "layout": result.layout,
-            "skipped_files": result.skipped_files, "finished_at": _now(),
+            "skipped_files": result.skipped_files, "workers": result.workers, "finished_at": _now(),
         }
         text_row = {k: _fmt(v) for k, v in row.items()}
         study = self.study
@@ -477,8 +499,9 @@ class Run:
 
     def _append_row(self, row: Mapping[str, str]) -> None:
         new = not self.results_path.is_file() or self.results_path.stat().st_size == 0
-        if not new and not _ends_with_newline(self.results_path):
-            read_results(self.results_path, repair=True)  # a torn last row from a killed writer: drop it first
+        if not new and (not _ends_with_newline(self.results_path) or not _header_is_current(self.results_path)):
+            # a torn last row from a killed writer, or an older header: rewrite the file first
+            read_results(self.results_path, repair=True)
         with open(self.results_path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             if new:

@@ -331,7 +331,8 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
     t_start = time.perf_counter()
     cost = arch.cost()
     result = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="ok", gflops=cost.gflops,
-                         params=cost.params, seed=seed, proxy_hash=proxy.hash, frames=cost.frames)
+                         params=cost.params, seed=seed, proxy_hash=proxy.hash, frames=cost.frames,
+                         workers=size)
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     if isinstance(data, str):
         train, val, result.data = make_data(data, arch, proxy, seed)

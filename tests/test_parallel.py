@@ -83,5 +83,6 @@ def test_run_commands_take_workers_per_trial(tmp_path, capsys) -> None:
     rows = list(csv.DictReader(open(tmp_path / "w" / "results.csv")))
     assert rows and all(r["status"] in ("ok", "failed") for r in rows)
     assert any(r["status"] == "ok" for r in rows), [r["reason"] for r in rows]
+    assert all(r["workers"] == "2" for r in rows if r["status"] == "ok")
     assert main(["sample", "--space", "x3d", "--trials", "1", "--name", "bad", *tiny, "--workers-per-trial", "3"]) == 2
     assert "--workers-per-trial: got 3 for --batch-size 4" in capsys.readouterr().err

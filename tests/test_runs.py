@@ -146,6 +146,45 @@ def test_torn_last_line_is_dropped_and_missing_trial_reconciled(tmp_path):
     assert inner.calls == [archs[2].hash]
 
 
+def test_a_results_file_from_before_a_column_was_added_reads_and_is_migrated_by_its_writer(tmp_path):
+    """Runs recorded before ``workers`` existed stay readable (old rows read as one process), and the
+    run's writer rewrites the file under the current header before its next append: one schema per file."""
+    import csv
+
+    from nas.runs import ADDED_COLUMNS
+
+    run = _open(tmp_path)
+    archs = _archs(3)
+    run.evaluator(FormulaEvaluator(get_formula("saturating"), "saturating")).evaluate(archs[:2])
+    path = run.dir / "results.csv"
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    old_columns = [c for c in COLUMNS if c not in ADDED_COLUMNS]
+    with open(path, "w", newline="") as f:  # the file as an older xnas wrote it
+        writer = csv.DictWriter(f, fieldnames=old_columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    before = path.read_text()
+    read = read_results(path)
+    assert [r["hash"] for r in read] == [a.hash for a in archs[:2]]
+    assert [r["workers"] for r in read] == ["1", "1"] and set(read[0]) == set(COLUMNS)
+    assert path.read_text() == before  # a reader never rewrites
+    run.close()
+    reopened = _open(tmp_path)
+    inner = FormulaEvaluator(get_formula("saturating"), "saturating")
+    reopened.evaluator(inner).evaluate(archs)
+    assert inner.calls == [archs[2].hash]  # the old rows still serve the cache
+    assert path.read_text().splitlines()[0] == ",".join(COLUMNS)
+    assert [r["hash"] for r in read_results(path)] == [a.hash for a in archs]
+
+
+def test_a_results_file_with_an_unknown_column_is_refused_by_name(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text(",".join([*COLUMNS, "from_the_future"]) + "\n")
+    with pytest.raises(ValueError, match="from_the_future"):
+        read_results(path)
+
+
 def test_evaluation_key_requires_a_cache_key():
     class Anonymous:
         def evaluate(self, archs, tags=None):
