@@ -14,7 +14,7 @@ from typing import Sequence
 from nas.cost import GFLOPS_NOTE
 from nas.data.synthetic import DEFAULT_TASK, TASKS
 from nas.errors import DSLError, UsageError
-from nas.commands.argtypes import fraction as _fraction, positive_int as _positive
+from nas.commands.argtypes import fraction as _fraction, non_negative_int as _non_negative, positive_int as _positive
 
 __all__ = ["main", "UsageError", "COMMAND_MODULES"]
 
@@ -120,7 +120,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     arch.save(out / "arch.yaml")
     try:
         result = evaluate(arch, args.data, proxy, seed=args.seed, checkpoint=out / "checkpoint.pt",
-                          workers=args.workers_per_trial)
+                          workers=args.workers_per_trial, loader_workers=args.loader_workers)
     except ValueError as err:
         raise UsageError(str(err).replace("workers:", "--workers-per-trial:", 1)) from None
     metrics = {**result.as_dict(), "proxy": proxy.to_dict(), "workers": args.workers_per_trial}
@@ -165,6 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers-per-trial", type=_positive, default=1,
                    help="data-parallel processes (DDP: gloo on CPU, NCCL on CUDA); the same training as one "
                         "process with the same global batch (default 1)")
+    p.add_argument("--loader-workers", type=_non_negative, default=0,
+                   help="processes that read training batches ahead (decode, resize, crop); the same batches at "
+                        "any count (default 0: read in the training process)")
     p.add_argument("--lr", type=float, help="peak learning rate")
     p.add_argument("--task", help="synthetic task: " + ", ".join(TASKS) + f" (default {DEFAULT_TASK})")
     p.add_argument("--seed", type=int, default=0)

@@ -193,6 +193,7 @@ class LocalEvaluator:
             (:class:`Inheritance`; set the parent per batch with :func:`for_parent`); ``None``: every
             architecture from scratch.
         workers: data-parallel processes per trial (``nas.train.evaluate``'s ``workers``).
+        loader_workers: processes reading training batches ahead in each trial (never changes a result).
 
     A candidate whose training raises is a ``failed`` result (the exception in ``reason``): the run
     goes on.
@@ -201,9 +202,10 @@ class LocalEvaluator:
     def __init__(self, data: str = "synthetic", proxy: Proxy | None = None, seed: int = 0,
                  device: str | None = None, *, checkpoint_dir: str | Path | None = None,
                  memory_limit_gib: float | None = None, inheritance: Inheritance | None = None,
-                 workers: int = 1) -> None:
+                 workers: int = 1, loader_workers: int = 0) -> None:
         self.data = data
         self.workers = workers
+        self.loader_workers = loader_workers
         self.proxy = proxy or Proxy()
         self.seed = seed
         self.device = device
@@ -223,7 +225,8 @@ class LocalEvaluator:
             return self
         return LocalEvaluator(self.data, self.proxy, self.seed, self.device, checkpoint_dir=self.checkpoint_dir,
                               memory_limit_gib=self.memory_limit_gib,
-                              inheritance=self.inheritance.with_parent(parent), workers=self.workers)
+                              inheritance=self.inheritance.with_parent(parent), workers=self.workers,
+                              loader_workers=self.loader_workers)
 
     def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None,
                  on_result: OnResult | None = None) -> list[TrialResult]:
@@ -250,7 +253,7 @@ class LocalEvaluator:
         try:
             return evaluate(arch, self.data, proxy, seed=self.seed, device=self.device, checkpoint=ckpt,
                             memory_limit_gib=self.memory_limit_gib, init=init, save_weights=save,
-                            workers=self.workers)
+                            workers=self.workers, loader_workers=self.loader_workers)
         except Exception as err:  # a crashing candidate is a failed trial; the run goes on
             cost = arch.cost()
             return TrialResult(arch_name=arch.name, arch_hash=arch.hash, status=FAILED,

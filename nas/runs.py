@@ -58,7 +58,7 @@ ADDED_COLUMNS = {"workers": "1"}
 # Config keys that do not change results: they may differ when a run is resumed.
 NEUTRAL_KEYS = frozenset({
     "executor", "address", "cpus_per_trial", "gpus_per_trial", "memory_per_trial", "max_failures", "trials",
-    "workers_per_trial",
+    "workers_per_trial", "loader_workers",
     "progress",
     "fail_after_trials", "resume", "name", "runs_dir", "storage", "device",
 })

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from nas.data.loader import Batches, epoch_batches
 from nas.dsl.arch import Arch
 from nas.files import atomic_path
 from nas.loop import run_steps
@@ -93,13 +94,15 @@ def make_data(data: str, arch: Arch, proxy: Proxy, seed: int) -> tuple[ClipData,
         train, val = _SYNTHETIC_CACHE[key]
         return train, val, f"synthetic:{proxy.task}"
     from nas.data.layouts import discover
-    from nas.data.video import VideoClips
+    from nas.data.video import VideoClips, default_cache_dir
 
     path = Path(data)
     if not path.exists():
         raise ValueError(f"data: got {data!r}; allowed: 'synthetic' or an existing path to videos")
-    common = dict(frames=clip.frames, frame_stride=clip.frame_stride, crop=crop, seed=seed)
     short = max(crop, round(crop * 1.15))
+    # decode each video once per machine, at a size every scale jitter of this clip reads without upsampling
+    common = dict(frames=clip.frames, frame_stride=clip.frame_stride, crop=crop, seed=seed,
+                  cache_dir=default_cache_dir(), cache_short_side=max(128, round(short * 1.25)))
     train = VideoClips(discover(path, split="train"), train=True, short_side=(short, round(short * 1.25)), **common)
     val = VideoClips(discover(path, split="val"), train=False, n_clips=proxy.val_views, short_side=short, **common)
     return train, val, str(path)
@@ -286,7 +289,7 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
              report: Callable[[int, dict[str, float]], None] | None = None,
              device: str | None = None, memory_limit_gib: float | None = None,
              init: dict[str, Any] | None = None, save_weights: str | Path | None = None,
-             workers: int = 1) -> TrialResult:
+             workers: int = 1, loader_workers: int = 0) -> TrialResult:
     """Train ``arch`` under ``proxy`` and measure its validation top-1.
 
     Args:
@@ -313,6 +316,8 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         workers: data-parallel processes (:mod:`nas.parallel`): the same training as one process with
             the same global batch (``proxy.batch_size`` must divide by it); started here on this machine
             (gloo on CPU, NCCL on CUDA) unless this process is already one worker of a process group.
+        loader_workers: processes that read training batches ahead (:class:`nas.data.loader.Batches`;
+            0: read in this process). The same batches at any count: it never changes the result.
 
     Returns:
         The trial's result; a non-finite loss gives ``status="failed"`` with the step in ``reason``,
@@ -413,10 +418,13 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
 
     last_loss = float("nan")
 
+    loader = Batches(train, epoch_batches((shard(b, rank, size) if size > 1 else b for b in batches), len(train),
+                                          proxy.batch_size, start_step), workers=loader_workers)
+
     def train_step(step: int) -> dict[str, Any]:
         nonlocal last_loss
-        indices = next(batches)
-        clips, labels = fetch(shard(indices, rank, size) if size > 1 else indices)
+        clips, label_array = next(loader)
+        labels = torch.from_numpy(label_array).to(dev)
         result.size = clips.shape[-2]  # the crop actually trained at (size_scale applied)
         with autocast:
             logits = trained_model(to_tensor(clips, dev, layout))
@@ -433,9 +441,12 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
             report(done, {"loss": last_loss})
 
     t_train = time.perf_counter()
-    loop = run_steps(optimizer, train_step, start=start_step, end=proxy.steps, total=proxy.steps, base_lr=proxy.lr,
-                     warmup=proxy.warmup_steps, checkpoint_every=proxy.checkpoint_every, save=checkpoint,
-                     progress=progress, label=arch.name)
+    try:
+        loop = run_steps(optimizer, train_step, start=start_step, end=proxy.steps, total=proxy.steps, base_lr=proxy.lr,
+                         warmup=proxy.warmup_steps, checkpoint_every=proxy.checkpoint_every, save=checkpoint,
+                         progress=progress, label=arch.name)
+    finally:
+        loader.close()
     if loop.failure:
         result.status, result.reason, result.steps = "failed", loop.failure, loop.steps_done
         result.wall_s = time.perf_counter() - t_start

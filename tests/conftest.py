@@ -1,9 +1,17 @@
 """Shared fixtures: the registry of shipped spaces and reference architectures drives the tests."""
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
 
 from nas import arch_names, load_arch, load_space, space_names
+
+
+# Caches the library keeps under ~/.cache go to a folder of this test session (also seen by the
+# subprocesses and Ray workers tests start, which inherit the environment).
+os.environ.setdefault("XNAS_VIDEO_CACHE", tempfile.mkdtemp(prefix="xnas-test-video-cache-"))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

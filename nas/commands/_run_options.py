@@ -63,6 +63,9 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula:
     g.add_argument("--workers-per-trial", type=_positive_int, default=1,
                    help="data-parallel processes per trial on its machine (DDP: gloo on CPU, NCCL on CUDA); the "
                         "same training as one process with the same global batch (default 1)")
+    g.add_argument("--loader-workers", type=_non_negative_int, default=0,
+                   help="processes per trial that read training batches ahead (decode, resize, crop); the same "
+                        "batches at any count (default 0: read in the training process)")
     g.add_argument("--max-failures", type=_non_negative_int, default=1,
                    help="retries of a Ray trial that crashed (default 1)")
     g.add_argument("--scheduler", choices=("none", "asha"), default="none",
@@ -118,6 +121,7 @@ def run_settings(args: argparse.Namespace) -> dict[str, Any]:
         "max_failures": args.max_failures,
         "memory_per_trial": args.memory_per_trial,
         "workers_per_trial": args.workers_per_trial,
+        "loader_workers": args.loader_workers,
     }
 
 
@@ -182,7 +186,7 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict,
 
             inner = LocalEvaluator(settings["data"], proxy, args.seed, checkpoint_dir=run.dir / "checkpoints",
                                    memory_limit_gib=args.memory_per_trial or None, inheritance=inherit,
-                                   workers=args.workers_per_trial)
+                                   workers=args.workers_per_trial, loader_workers=args.loader_workers)
     else:
         from nas.integrations.ray_tune import RayEvaluator
 
@@ -192,6 +196,7 @@ def open_run(args: argparse.Namespace, *, driver: str, config: dict,
                              max_failures=args.max_failures, scheduler=args.scheduler,
                              memory_per_trial=args.memory_per_trial,
                              log_dir=run.dir / "ray", progress=args.progress, evaluator_spec=spec,
-                             inheritance=inherit, workers=args.workers_per_trial)
+                             inheritance=inherit, workers=args.workers_per_trial,
+                             loader_workers=args.loader_workers)
         run.on_close(inner.shutdown)
     return run, run.evaluator(inner)

@@ -37,7 +37,7 @@ from nas.files import atomic_path
 from nas.data.transforms import resize, resize_short_side, short_side_size, three_crops
 
 __all__ = [
-    "VideoClips", "VideoDecodeError", "VideoInfo", "VideoSkipWarning", "clip_indices", "probe", "read_frames",
+    "default_cache_dir", "VideoClips", "VideoDecodeError", "VideoInfo", "VideoSkipWarning", "clip_indices", "probe", "read_frames",
 ]
 
 # A stream may end this much short of its probed length before it counts as damaged (headers that
@@ -279,6 +279,18 @@ def _decode_resized(path: Path, short_side: int) -> np.ndarray:
     return np.concatenate(chunks)
 
 
+def default_cache_dir() -> Path | None:
+    """The decode-once cache the trainer's real-video datasets share on this machine:
+    ``$XNAS_VIDEO_CACHE`` (``off`` disables it), else ``~/.cache/xnas/video``. Its files are keyed by
+    path, mtime, size and stored size, so trials and runs with different clips share them safely."""
+    import os
+
+    env = os.environ.get("XNAS_VIDEO_CACHE", "")
+    if env.strip().lower() in ("off", "none", "0"):
+        return None
+    return Path(env) if env else Path.home() / ".cache" / "xnas" / "video"
+
+
 class VideoClips:
     """Clips of real videos: ``dataset[i] -> (clips, label)`` with ``clips`` uint8 ``(views, T, crop, crop, 3)``.
 
@@ -428,6 +440,16 @@ class VideoClips:
             except VideoDecodeError as err:
                 self._skip(j, err.reason)
         return self.report()
+
+    def unusable(self) -> dict[int, str]:
+        """Items found undecodable so far in this process: ``{item: reason}``."""
+        return dict(self._bad)
+
+    def note_unusable(self, found: dict[int, str]) -> None:
+        """Record items another process (a loader worker) found undecodable, so :meth:`report` lists
+        them and this process skips them without trying."""
+        for j, reason in found.items():
+            self._bad.setdefault(int(j), reason)
 
     def report(self) -> dict[str, Any]:
         """What the dataset holds and what it left out.

@@ -69,7 +69,8 @@ def run_trial(job: dict[str, Any], report: Callable[[int, dict[str, float]], Non
     return evaluate(arch, job["data"], Proxy.from_dict(job["proxy"]), seed=int(job["seed"]),
                     checkpoint=job.get("checkpoint"), progress=False, report=report,
                     memory_limit_gib=job.get("memory_limit_gib"), init=job.get("init"),
-                    save_weights=job.get("save_weights"), workers=int(job.get("workers") or 1))
+                    save_weights=job.get("save_weights"), workers=int(job.get("workers") or 1),
+                    loader_workers=int(job.get("loader_workers") or 0))
 
 
 def _trainable(config: dict[str, Any]) -> None:
@@ -227,7 +228,7 @@ class RayEvaluator:
                  cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_failures: int = 1,
                  scheduler: str = "none", log_dir: Path | None = None, progress: bool = True,
                  evaluator_spec: dict | None = None, memory_per_trial: float = 0,
-                 inheritance: Inheritance | None = None, workers: int = 1) -> None:
+                 inheritance: Inheritance | None = None, workers: int = 1, loader_workers: int = 0) -> None:
         if scheduler not in SCHEDULERS:
             raise ValueError(f"scheduler: got {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
         if evaluator_spec is not None and evaluator_spec.get("kind") != "formula":
@@ -254,6 +255,7 @@ class RayEvaluator:
             raise ValueError("inheritance: got one with a formula evaluator; allowed: None (a formula has no weights)")
         self.inheritance = inheritance
         self.workers = workers
+        self.loader_workers = loader_workers
         if evaluator_spec:
             self.cache_key = f"formula:{evaluator_spec['name']}"
         else:
@@ -339,7 +341,7 @@ class RayEvaluator:
                 job["proxy_hash"] = f"formula:{self.evaluator_spec['name']}"
             else:
                 job.update(proxy=self.proxy.to_dict(), data=self.data, evaluator=None, memory_limit_gib=memory_limit,
-                           workers=self.workers)
+                           workers=self.workers, loader_workers=self.loader_workers)
                 if self.inheritance is not None:
                     proxy, init, save = self.inheritance.job(arch, self.proxy)
                     job.update(proxy=proxy.to_dict(), init=init, save_weights=save)
