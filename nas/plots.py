@@ -49,15 +49,20 @@ def is_baseline(row: Any) -> bool:
     return isinstance(tags, dict) and tags.get("role") == "baseline"
 
 
-def pareto_front(results: "pandas.DataFrame") -> "pandas.DataFrame":
-    """Rows not dominated in (higher top-1, lower GFLOPs) among the ``ok`` ones, by GFLOPs ascending.
+COST_AXES = {"gflops": "GFLOPs (log scale; one multiply-add of a conv/linear layer = 1 FLOP)",
+             "latency_ms": "predicted latency (ms per clip, batch 1, log scale; this machine's latency table)"}
+
+
+def pareto_front(results: "pandas.DataFrame", cost: str = "gflops") -> "pandas.DataFrame":
+    """Rows not dominated in (higher top-1, lower ``cost``: a column of :data:`COST_AXES`) among the ``ok``
+    ones with a finite cost, by cost ascending.
 
     Baseline rows (tag ``role: baseline``) are left out: the front is the search's own.
     """
-    ok = results[(results["status"] == "ok") & results["top1"].notna()]
+    ok = results[(results["status"] == "ok") & results["top1"].notna() & results[cost].notna()]
     if len(ok):
         ok = ok[[not is_baseline(r) for _, r in ok.iterrows()]]
-    ok = ok.sort_values(["gflops", "top1"], ascending=[True, False])
+    ok = ok.sort_values([cost, "top1"], ascending=[True, False])
     keep, best = [], -math.inf
     for idx, row in ok.iterrows():
         if row["top1"] > best:
@@ -88,9 +93,11 @@ def _baseline_points(results: "pandas.DataFrame", baselines: Sequence["Arch | di
 
 
 def pareto_plot(results: "pandas.DataFrame", path: Path, *, baselines: Sequence["Arch | dict"] = (),
-                title: str = "", chosen: Sequence[str] = ()) -> Path:
+                title: str = "", chosen: Sequence[str] = (), cost: str = "gflops") -> Path:
     """Accuracy vs GFLOPs (log x) of every evaluated candidate, the Pareto front joined, baselines
     marked by name, ``chosen`` architectures (hashes or names) highlighted; GFLOPs note on the axis.
+    ``cost="latency_ms"`` draws against the predicted latency recorded in ``results`` instead (rows
+    without one, and baselines given as architectures, are left out).
 
     Args:
         results: a results table (``Run.results()`` or ``pandas.read_csv(results.csv)``).
@@ -106,23 +113,32 @@ def pareto_plot(results: "pandas.DataFrame", path: Path, *, baselines: Sequence[
     """
     from matplotlib.figure import Figure
 
+    if cost not in COST_AXES:
+        raise ValueError(f"cost: got {cost!r}; allowed: {', '.join(COST_AXES)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig = Figure(figsize=(7, 4.5), dpi=120)
     ax = fig.subplots()
-    ok = results[(results["status"] == "ok") & results["top1"].notna()] if len(results) else results
+    ok = results[(results["status"] == "ok") & results["top1"].notna() & results[cost].notna()] if len(results) else results
     search = ok[[not is_baseline(r) for _, r in ok.iterrows()]] if len(ok) else ok
     if len(search):
-        ax.scatter(search["gflops"], search["top1"], s=18, alpha=0.5, color="tab:blue", label="candidates")
-    front = pareto_front(results) if len(results) else results
+        ax.scatter(search[cost], search["top1"], s=18, alpha=0.5, color="tab:blue", label="candidates")
+    front = pareto_front(results, cost) if len(results) else results
     if len(front):
-        ax.plot(front["gflops"], front["top1"], "-o", color="tab:orange", ms=5, lw=1.5, label="Pareto front")
+        ax.plot(front[cost], front["top1"], "-o", color="tab:orange", ms=5, lw=1.5, label="Pareto front")
     if chosen and len(ok):
         sel = ok[ok["hash"].isin(chosen) | ok["name"].isin(chosen)]
         if len(sel):
-            ax.scatter(sel["gflops"], sel["top1"], s=120, facecolors="none", edgecolors="red", linewidths=2,
+            ax.scatter(sel[cost], sel["top1"], s=120, facecolors="none", edgecolors="red", linewidths=2,
                        label="chosen", zorder=5)
-    for p in _baseline_points(results, baselines):
+    if cost != "gflops":  # baselines in latency: only those evaluated in the run with a prediction
+        baselines = ()
+        for _, row in ok.iterrows():
+            if is_baseline(row):
+                ax.scatter([row[cost]], [row["top1"]], marker="*", s=140, color="tab:green", zorder=6)
+                ax.annotate(row["name"], (row[cost], row["top1"]), textcoords="offset points", xytext=(5, 5),
+                            fontsize=8)
+    for p in (_baseline_points(results, baselines) if cost == "gflops" else []):
         if math.isfinite(p["top1"]):
             ax.scatter([p["gflops"]], [p["top1"]], marker="*", s=140, color="tab:green", zorder=6)
             ax.annotate(p["name"], (p["gflops"], p["top1"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
@@ -132,9 +148,9 @@ def pareto_plot(results: "pandas.DataFrame", path: Path, *, baselines: Sequence[
                         fontsize=8, xytext=(3, 0), textcoords="offset points")
     if len(ok) or baselines:
         ax.set_xscale("log")
-    ax.set_xlabel("GFLOPs (log scale; one multiply-add of a conv/linear layer = 1 FLOP)")
+    ax.set_xlabel(COST_AXES[cost])
     ax.set_ylabel("proxy top-1 (%)")
-    ax.set_title(title or "accuracy vs GFLOPs")
+    ax.set_title(title or ("accuracy vs GFLOPs" if cost == "gflops" else "accuracy vs predicted latency"))
     ax.grid(True, which="both", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="lower right", fontsize=8)

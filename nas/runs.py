@@ -49,11 +49,12 @@ __all__ = ["Run", "RunLock", "RecordingEvaluator", "COLUMNS", "ADDED_COLUMNS", "
 # results.csv columns, in order. ``tags`` holds every tag as JSON (driver and step also have columns).
 COLUMNS = ("trial", "hash", "name", "driver", "step", "gflops", "params", "top1", "loss", "wall_s",
            "status", "reason", "arch_path", "tags", "eval_key", "seed", "proxy_hash", "data", "steps",
-           "train_clips_per_s", "size", "frames", "layout", "skipped_files", "workers", "finished_at")
+           "train_clips_per_s", "size", "frames", "layout", "skipped_files", "workers", "latency_ms",
+           "finished_at")
 # Columns added after the first release, with the value an older file's rows get when read ("" for a
 # column that has no meaningful old value). A file with an older header is read as if it had them, and
 # its writer rewrites it with the current header before its next append (one schema per file).
-ADDED_COLUMNS = {"workers": "1"}
+ADDED_COLUMNS = {"workers": "1", "latency_ms": ""}
 
 # Config keys that do not change results: they may differ when a run is resumed.
 NEUTRAL_KEYS = frozenset({
@@ -368,7 +369,7 @@ class Run:
             from nas.integrations.optuna_study import Study
 
             self._study = Study(self.storage_url, self.name, self.config.get("objectives", ["top1"]),
-                                self.config.get("target_gflops"))
+                                self.config.get("target_gflops"), self.config.get("target_ms"))
             self._reconcile(self._study)
         return self._study
 
@@ -475,7 +476,8 @@ class Run:
             "tags": public_tags, "eval_key": key, "seed": result.seed, "proxy_hash": result.proxy_hash,
             "data": result.data, "steps": result.steps, "train_clips_per_s": result.train_clips_per_s,
             "size": result.size, "frames": result.frames, "layout": result.layout,
-            "skipped_files": result.skipped_files, "workers": result.workers, "finished_at": _now(),
+            "skipped_files": result.skipped_files, "workers": result.workers,
+            "latency_ms": public_tags.get("latency_ms", ""), "finished_at": _now(),
         }
         text_row = {k: _fmt(v) for k, v in row.items()}
         study = self.study

@@ -59,6 +59,61 @@ def test_tpe_with_target_uses_the_absolute_reward(tmp_path):
         assert trial.value == pytest.approx(abs_reward(table.loc[attrs["hash"], "top1"], attrs["gflops"], 0.5))
 
 
+def _latency_table(tmp_path, monkeypatch):
+    """A latency table on file for x3d (a known weight per feature), so no model is measured."""
+    from nas.latency import FEATURES, LatencyTable
+
+    monkeypatch.setenv("XNAS_LATENCY_CACHE", str(tmp_path / "latency"))
+    weights = {**dict.fromkeys(FEATURES, 0.0), "pointwise_macs": 2e-8, "depthwise_macs": 1e-7, "constant": 0.5}
+    LatencyTable("cpu", 1, weights={"x3d/clip": weights}).save()
+    return LatencyTable.load("cpu", 1)
+
+
+def test_target_ms_rewards_predicted_latency_and_records_it(tmp_path, monkeypatch):
+    from nas.dsl.arch import Arch
+    from nas.integrations.optuna_study import abs_reward
+
+    table = _latency_table(tmp_path, monkeypatch)
+    assert _sample(tmp_path, "--space", "x3d", "--strategy", "tpe", "--trials", "4", "--batch", "2",
+                   "--target-ms", "20", "--name", "ms") == 0
+    import optuna
+
+    rows = pandas.read_csv(tmp_path / "ms" / "results.csv").set_index("hash")
+    config = json.loads((tmp_path / "ms" / "config.json").read_text())["config"]
+    assert config["target_ms"] == 20 and config["objectives"] == ["reward"] and config["latency"]["threads"] == 1
+    study = optuna.load_study(study_name="ms", storage=f"sqlite:///{tmp_path / 'ms' / 'study.db'}")
+    assert len(study.trials) == 4
+    for trial in study.trials:
+        h = trial.user_attrs["hash"]
+        arch = Arch.load(tmp_path / "ms" / rows.loc[h, "arch_path"])
+        predicted = table.predict_ms(arch)
+        assert rows.loc[h, "latency_ms"] == pytest.approx(predicted)
+        if trial.value is not None:
+            assert trial.value == pytest.approx(abs_reward(rows.loc[h, "top1"], predicted, 20))
+    assert (tmp_path / "ms" / "plots" / "pareto_latency.png").is_file()
+    (tmp_path / "ms" / "plots" / "pareto_latency.png").unlink()
+    assert main(["plot", str(tmp_path / "ms"), "--cost", "latency"]) == 0
+    assert (tmp_path / "ms" / "plots" / "pareto_latency.png").is_file()
+    # nsga2 trades top-1 against predicted latency under the target
+    assert _sample(tmp_path, "--space", "x3d", "--strategy", "nsga2", "--trials", "2", "--target-ms", "20",
+                   "--name", "ms2") == 0
+    config = json.loads((tmp_path / "ms2" / "config.json").read_text())["config"]
+    assert config["objectives"] == ["top1", "latency_ms"]
+    assert main(["plot", str(tmp_path / "ms2" / ".." / "ms2"), "--cost", "gflops"]) == 0
+
+
+def test_a_latency_plot_needs_recorded_latencies(tmp_path, capsys):
+    assert _sample(tmp_path, "--space", "x3d", "--trials", "2", "--name", "g") == 0
+    capsys.readouterr()
+    assert main(["plot", str(tmp_path / "g"), "--cost", "latency"]) == 2
+    assert "--cost: got 'latency'" in capsys.readouterr().err
+
+
+def test_one_cost_target_at_a_time(tmp_path, capsys):
+    assert _sample(tmp_path, "--space", "x3d", "--trials", "2", "--target-ms", "5", "--target-gflops", "1") == 2
+    assert "--target-ms: got 5 with --target-gflops 1; allowed: one cost target" in capsys.readouterr().err
+
+
 def test_usage_errors_are_one_line(tmp_path, capsys):
     assert _sample(tmp_path, "--space", "x3d", "--trials", "2", "--formula", "nope") == 2
     assert "--formula: got 'nope'; allowed:" in capsys.readouterr().err

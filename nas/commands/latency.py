@@ -14,13 +14,13 @@ import argparse
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, Callable
 
 from nas.commands.argtypes import positive_int
 from nas.cost import GFLOPS_NOTE
 from nas.errors import UsageError
 
-__all__ = ["register", "cmd_latency", "profile"]
+__all__ = ["register", "cmd_latency", "profile", "latency_cost"]
 
 
 def register(subparsers: Any) -> None:
@@ -77,6 +77,29 @@ def profile(space_name: str, *, device: str, threads: int, batch: int, mode: str
     path = table.save()
     log(f"table: {path}")
     return table
+
+
+def latency_cost(space: Any, *, threads: int, device: str = "cpu", archs: int = 12, max_gflops: float = 8.0,
+                 log=print) -> "Callable[[Any], float]":
+    """The predicted clip latency (ms, batch 1) of an architecture of ``space`` on this machine: what a
+    driver's ``--target-ms`` measures cost in. The family's table is measured first if this machine
+    has none (``archs`` architectures of its shipped space, as ``xnas latency`` does)."""
+    import random
+
+    from nas.latency import LatencyError, LatencyTable, profile_space_for
+
+    probe = space.freeze(space.random(random.Random(0)))
+    table = LatencyTable.load(device, threads)
+    if not table.has(probe, "clip"):
+        try:
+            calibration = profile_space_for(probe, "clip")
+        except LatencyError as err:
+            raise UsageError(f"--target-ms: {err}") from None
+        log(f"no latency table for {probe.family}/clip on {device} at {threads} thread(s): measuring {archs} "
+            f"architectures of {calibration} first (xnas latency profile --space {calibration} does it ahead)")
+        table = profile(calibration, device=device, threads=threads, batch=1, mode="clip", archs=archs,
+                        max_gflops=max_gflops, log=log)
+    return lambda arch: table.predict_ms(arch, "clip", 1)
 
 
 def cmd_latency(args: argparse.Namespace) -> int:

@@ -54,8 +54,9 @@ def format_pareto(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_plots(run_dir: str | Path, table: "pandas.DataFrame | None" = None,
-                baselines: Sequence[Any] = ()) -> list[Path]:
-    """Draw ``plots/pareto.png`` (+ ``.svg``) of a run; return the paths written."""
+                baselines: Sequence[Any] = (), cost: str = "gflops") -> list[Path]:
+    """Draw ``plots/pareto.png`` (+ ``.svg``) of a run, or ``plots/pareto_latency.png`` against the
+    recorded predicted latency (``cost="latency_ms"``); return the paths written."""
     from nas.plots import pareto_plot
 
     run_dir = Path(run_dir)
@@ -67,7 +68,8 @@ def write_plots(run_dir: str | Path, table: "pandas.DataFrame | None" = None,
         stored = json.loads(config_path.read_text())
         chosen = list(stored.get("chosen", []))
         name = f"{stored.get('name', name)} ({stored.get('driver', '?')})"
-    png = pareto_plot(table, run_dir / "plots" / "pareto.png", baselines=baselines, title=name, chosen=chosen)
+    file = "pareto.png" if cost == "gflops" else "pareto_latency.png"
+    png = pareto_plot(table, run_dir / "plots" / file, baselines=baselines, title=name, chosen=chosen, cost=cost)
     return [png, png.with_suffix(".svg")]
 
 
@@ -76,7 +78,12 @@ def cmd_plot(args: argparse.Namespace) -> int:
     from nas.registry import load_arch
 
     baselines = [load_arch(b.strip()) for b in (args.baselines or "").split(",") if b.strip()]
-    for path in write_plots(args.run_dir, baselines=baselines):
+    cost = {"gflops": "gflops", "latency": "latency_ms"}[args.cost]
+    table = load_results(args.run_dir)
+    if cost == "latency_ms" and not table["latency_ms"].notna().any():
+        raise UsageError(f"--cost: got 'latency' for {args.run_dir}, whose results.csv has no latency_ms; "
+                         "allowed: gflops, or latency for a run made with --target-ms")
+    for path in write_plots(args.run_dir, table, baselines=baselines, cost=cost):
         print(path)
     return 0
 
@@ -101,6 +108,9 @@ def register(subparsers: Any) -> None:
     p = subparsers.add_parser("plot", help="redraw a run's accuracy-GFLOPs plot from its results table")
     p.add_argument("run_dir", help="a run folder (runs/<name>)")
     p.add_argument("--baselines", help="comma-separated reference architectures to mark (x3d-xs,movinet-a0)")
+    p.add_argument("--cost", choices=("gflops", "latency"), default="gflops",
+                   help="x axis: exact GFLOPs (default, plots/pareto.png) or the predicted latency the run "
+                        "recorded (runs made with --target-ms; plots/pareto_latency.png)")
     p.set_defaults(func=cmd_plot)
     p = subparsers.add_parser("report", help="print a run's Pareto set as a table")
     p.add_argument("run_dir", help="a run folder (runs/<name>)")

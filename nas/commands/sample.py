@@ -60,6 +60,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--target-gflops", type=_positive_float,
                    help="random/tpe: optimise the TuNAS absolute reward around this cost; "
                    "nsga2: constraint GFLOPs <= G")
+    p.add_argument("--target-ms", type=_positive_float,
+                   help="like --target-gflops with predicted latency (ms per clip, batch 1, this machine's "
+                   "latency table; measured first if missing) as the cost: random/tpe reward, nsga2 "
+                   "top-1 vs latency with latency <= T")
+    p.add_argument("--latency-threads", type=_positive_int, default=1,
+                   help="CPU threads the latency is predicted at (default 1; part of the run's identity)")
     p.add_argument("--max-gflops", type=_non_negative_float,
                    help="candidates costlier than this are recorded as failed without training (default: the "
                    "space's largest reference architecture, or 2x --target-gflops if more; 0: no cap)")
@@ -93,23 +99,40 @@ def cmd_sample(args: argparse.Namespace) -> int:
             raise UsageError(f"--clip: {err}") from None
     baselines = [b.strip() for b in args.baselines.split(",") if b.strip()]
     baseline_archs = [load_arch(b) for b in baselines]
-    cfg = SampleConfig(strategy=args.strategy, trials=args.trials, target_gflops=args.target_gflops, batch=args.batch,
+    if args.target_ms and args.target_gflops:
+        raise UsageError(f"--target-ms: got {args.target_ms:g} with --target-gflops {args.target_gflops:g}; "
+                         "allowed: one cost target")
+    cfg = SampleConfig(strategy=args.strategy, trials=args.trials, target_gflops=args.target_gflops,
+                       target_ms=args.target_ms, batch=args.batch,
                        population=args.population, seed=args.seed, timeout=args.timeout)
     cap, origin = cost_cap(space.name, args.max_gflops, args.target_gflops)
     config = {"space": space.name, "space_hash": space_hash(space), "strategy": args.strategy,
               "trials": args.trials, "target_gflops": args.target_gflops, "max_gflops": cap, "batch": args.batch,
               "population": args.population if args.strategy == "nsga2" else None,
               "objectives": cfg.objectives}
+    latency = None
+    if args.target_ms:
+        from nas.commands.latency import latency_cost
+
+        config.update(target_ms=args.target_ms, latency={"device": "cpu", "threads": args.latency_threads,
+                                                           "mode": "clip", "batch": 1})
+        latency = latency_cost(space, threads=args.latency_threads,
+                               log=lambda m: print(m, file=sys.stderr, flush=True))
     run, evaluator = open_run(args, driver="sample", config=config)
     evaluator.max_gflops, evaluator.max_gflops_origin = cap, origin
     try:
         run.register_space(space)
         if cap is not None:
             run.log(f"cost cap: candidates over {cap:g} GFLOPs are recorded as failed, untrained ({origin})")
-        sample(space, evaluator, run.study, cfg, log=run.log)
+        if args.target_ms:
+            run.log(f"cost target {args.target_ms:g} ms: predicted clip latency (batch 1, cpu, "
+                    f"{args.latency_threads} thread(s)) from this machine's latency table")
+        sample(space, evaluator, run.study, cfg, log=run.log, latency=latency)
         if baseline_archs:
             run.log(f"evaluating {len(baseline_archs)} baseline(s) under the same proxy: {', '.join(baselines)}")
-            evaluator.evaluate(baseline_archs, [{"driver": "sample", "role": "baseline"} for _ in baseline_archs])
+            evaluator.evaluate(baseline_archs, [{"driver": "sample", "role": "baseline",
+                                                 **({"latency_ms": latency(b)} if latency else {})}
+                                                for b in baseline_archs])
         return _finish(args, run)
     except KeyboardInterrupt:
         run.log(f"interrupted; continue with the same command and --resume (or --name {run.name})")
@@ -124,6 +147,8 @@ def _finish(args: argparse.Namespace, run: Any) -> int:
 
     table = run.results()
     paths = write_plots(run.dir, table)
+    if len(table) and table["latency_ms"].notna().any():  # a --target-ms run: also against latency
+        paths += write_plots(run.dir, table, cost="latency_ms")
     front = pareto_rows(table)
     ok = int((table["status"] == "ok").sum()) if len(table) else 0
     summary = {"run": str(run.dir), "evaluated": int(len(table)), "ok": ok, "failed": int(len(table) - ok),

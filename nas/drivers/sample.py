@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from nas.evaluator import TRIAL_TAG
 
 if TYPE_CHECKING:
+    from nas.dsl.arch import Arch
     from nas.dsl.space import Space
     from nas.evaluator import Evaluator
     from nas.integrations.optuna_study import Study
@@ -48,6 +49,9 @@ class SampleConfig:
         trials: trials in all (a rerun goes on towards this number).
         target_gflops: random / tpe optimise the TuNAS absolute reward ``top1 - 7 |GFLOPs / G - 1|``
             around it; nsga2 adds the constraint ``GFLOPs <= G``.
+        target_ms: the same with predicted latency (milliseconds, :mod:`nas.latency`) as the cost:
+            random / tpe optimise ``top1 - 7 |ms / T - 1|``, nsga2 trades top-1 against latency under
+            ``ms <= T``. Needs the ``latency`` cost function of :func:`sample`. At most one target.
         batch: trials asked and evaluated together (part of the run's identity: it seeds the samplers).
         population: NSGA-II population size.
         seed: seeds every batch's sampler with the batch index.
@@ -58,6 +62,7 @@ class SampleConfig:
     strategy: str = "random"
     trials: int = 16
     target_gflops: float | None = None
+    target_ms: float | None = None
     batch: int = 4
     population: int = 8
     seed: int = 0
@@ -70,6 +75,10 @@ class SampleConfig:
             ("target_gflops", self.target_gflops,
              self.target_gflops is None or (self.target_gflops > 0 and math.isfinite(self.target_gflops)),
              "a positive number or None"),
+            ("target_ms", self.target_ms,
+             self.target_ms is None or (self.target_ms > 0 and math.isfinite(self.target_ms)
+                                        and not self.target_gflops),
+             "a positive number of milliseconds or None, and not with target_gflops (one cost target)"),
             ("batch", self.batch, isinstance(self.batch, int) and self.batch >= 1, "an integer >= 1"),
             ("population", self.population, isinstance(self.population, int) and self.population >= 1,
              "an integer >= 1"),
@@ -84,8 +93,8 @@ class SampleConfig:
         """The study's objectives: nsga2 ``top1`` and ``gflops``; random / tpe ``reward`` with a
         target, else ``top1``."""
         if self.strategy == "nsga2":
-            return ["top1", "gflops"]
-        return ["reward"] if self.target_gflops else ["top1"]
+            return ["top1", "latency_ms" if self.target_ms else "gflops"]
+        return ["reward"] if (self.target_gflops or self.target_ms) else ["top1"]
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready fields (``timeout`` included)."""
@@ -103,7 +112,7 @@ def sampler_seed(seed: int, batch_index: int) -> int:
 
 
 def sample(space: "Space", evaluator: "Evaluator", study: "Study", config: SampleConfig, *,
-           log: Callable[[str], None] = print) -> int:
+           log: Callable[[str], None] = print, latency: "Callable[[Arch], float] | None" = None) -> int:
     """Ask and evaluate trials until the study holds ``config.trials`` (or the timeout passes).
 
     Args:
@@ -113,12 +122,20 @@ def sample(space: "Space", evaluator: "Evaluator", study: "Study", config: Sampl
         study: the run's Optuna study (:attr:`nas.runs.Run.study`).
         config: strategy, trials, batch, seeds.
         log: status lines.
+        latency: predicted milliseconds of an architecture (:meth:`nas.latency.LatencyTable.predict_ms`):
+            every trial is tagged ``latency_ms`` (a ``results.csv`` column); required by ``target_ms``.
+
+    Raises:
+        ValueError: ``config.target_ms`` without a ``latency`` function.
 
     Returns:
         The number of trials evaluated by this call.
     """
     from nas.integrations.optuna_study import make_sampler
 
+    if config.target_ms and latency is None:
+        raise ValueError(f"latency: got None with target_ms {config.target_ms:g}; allowed: a function giving an "
+                         "architecture's predicted milliseconds (nas.latency.LatencyTable.predict_ms)")
     deadline = None if config.timeout is None else time.monotonic() + config.timeout
     asked_here = False  # the budget stops asking only after one batch of this call: progress is made
     evaluated = 0
@@ -136,14 +153,19 @@ def sample(space: "Space", evaluator: "Evaluator", study: "Study", config: Sampl
                 break
             batch_index = total // config.batch
         start = batch_index * config.batch
-        constraint = config.target_gflops if config.strategy == "nsga2" else None
+        nsga2 = config.strategy == "nsga2"
         sampler = make_sampler(config.strategy, seed=sampler_seed(config.seed, batch_index),
-                               population_size=config.population, max_gflops=constraint)
+                               population_size=config.population,
+                               max_gflops=config.target_gflops if nsga2 else None,
+                               max_latency_ms=config.target_ms if nsga2 else None)
         asked = study.ask_batch(space, min(config.batch, config.trials - start), sampler, first_number=start)
         asked_here = True
         archs = [space.freeze(s) for _, s in asked]
         tags = [{"driver": "sample", "step": number // config.batch, "strategy": config.strategy, TRIAL_TAG: number}
                 for number, _ in asked]
+        if latency is not None:
+            for tag, arch in zip(tags, archs):
+                tag["latency_ms"] = latency(arch)
         evaluator.evaluate(archs, tags)
         evaluated += len(archs)
     return evaluated

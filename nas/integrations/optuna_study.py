@@ -59,7 +59,7 @@ def _sqlite_wal(dbapi_connection: Any, _record: Any) -> None:
 logging.getLogger("optuna").setLevel(logging.WARNING)
 
 # objective name -> Optuna direction
-OBJECTIVES = {"top1": "maximize", "gflops": "minimize", "reward": "maximize"}
+OBJECTIVES = {"top1": "maximize", "gflops": "minimize", "reward": "maximize", "latency_ms": "minimize"}
 STRATEGIES = ("random", "tpe", "nsga2")
 
 # TuNAS absolute reward (Bender et al. 2020): Q + beta * |T / T0 - 1| with beta < 0. TuNAS uses
@@ -70,9 +70,10 @@ ABS_REWARD_BETA = -7.0
 _STATE = {"ok": TrialState.COMPLETE, "failed": TrialState.FAIL, "pruned": TrialState.PRUNED}
 
 
-def abs_reward(top1: float, gflops: float, target_gflops: float) -> float:
-    """TuNAS-style absolute reward in percent: ``top1 + ABS_REWARD_BETA * |gflops / target - 1|``."""
-    return top1 + ABS_REWARD_BETA * abs(gflops / target_gflops - 1.0)
+def abs_reward(top1: float, cost: float, target: float) -> float:
+    """TuNAS-style absolute reward in percent: ``top1 + ABS_REWARD_BETA * |cost / target - 1|`` (cost and
+    target in one unit: GFLOPs, or predicted milliseconds)."""
+    return top1 + ABS_REWARD_BETA * abs(cost / target - 1.0)
 
 
 def encode_value(value: Any) -> Any:
@@ -109,32 +110,34 @@ def decode_sample(space: "Space", params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def make_sampler(strategy: str, seed: int, *, population_size: int = 8,
-                 max_gflops: float | None = None) -> "optuna.samplers.BaseSampler":
+                 max_gflops: float | None = None, max_latency_ms: float | None = None) -> "optuna.samplers.BaseSampler":
     """A freshly seeded sampler: ``random``, ``tpe`` (multivariate, the dimension set is static) or
     ``nsga2`` (NSGA-II, for the two objectives top-1 and GFLOPs).
 
     ``max_gflops`` (nsga2 only) adds the constraint ``GFLOPs <= max_gflops`` (Optuna's
     ``constraints_func``, read from each trial's ``gflops`` attribute): infeasible trials rank behind
-    every feasible one.
+    every feasible one. ``max_latency_ms`` does the same with the predicted latency (``latency_ms``).
     """
-    if max_gflops is not None and strategy != "nsga2":
-        raise ValueError(f"max_gflops: got {max_gflops!r} with strategy {strategy!r}; allowed: only with nsga2")
+    for name, limit in (("max_gflops", max_gflops), ("max_latency_ms", max_latency_ms)):
+        if limit is not None and strategy != "nsga2":
+            raise ValueError(f"{name}: got {limit!r} with strategy {strategy!r}; allowed: only with nsga2")
     if strategy == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if strategy == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True,
                                           n_startup_trials=min(10, max(2, population_size)))
     if strategy == "nsga2":
-        constraints = None if max_gflops is None else _cost_constraint(float(max_gflops))
+        constraints = (_cost_constraint("gflops", float(max_gflops)) if max_gflops is not None else
+                       _cost_constraint("latency_ms", float(max_latency_ms)) if max_latency_ms is not None else None)
         return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, population_size),
                                              constraints_func=constraints)
     raise ValueError(f"strategy: got {strategy!r}; allowed: {', '.join(STRATEGIES)}")
 
 
-def _cost_constraint(max_gflops: float) -> Callable[[Any], list[float]]:
+def _cost_constraint(attr: str, limit: float) -> Callable[[Any], list[float]]:
     def constraints(trial: Any) -> list[float]:
-        gflops = trial.user_attrs.get("gflops")
-        return [float(gflops) - max_gflops if gflops is not None else 1.0]
+        cost = trial.user_attrs.get(attr)
+        return [float(cost) - limit if cost is not None else 1.0]
 
     return constraints
 
@@ -146,18 +149,24 @@ class Study:
         storage: an SQLAlchemy URL (``sqlite:///runs/x/study.db``, ``postgresql://user@host/db``).
         name: the study name (the run's name).
         objectives: names from :data:`OBJECTIVES` (their directions follow).
-        target_gflops: needed by the ``reward`` objective.
+        target_gflops: the ``reward`` objective's cost target in GFLOPs ...
+        target_ms: ... or in predicted milliseconds (each trial's ``latency_ms`` attribute, which the
+            driver tags it with); also what the ``latency_ms`` objective reads.
     """
 
     def __init__(self, storage: str, name: str, objectives: Sequence[str] = ("top1",),
-                 target_gflops: float | None = None) -> None:
+                 target_gflops: float | None = None, target_ms: float | None = None) -> None:
         for obj in objectives:
             if obj not in OBJECTIVES:
                 raise ValueError(f"objectives: got {obj!r}; allowed: {', '.join(OBJECTIVES)}")
-        if "reward" in objectives and not target_gflops:
-            raise ValueError("target_gflops: got None; allowed: a positive number (the reward objective needs it)")
+        if "reward" in objectives and not (target_gflops or target_ms):
+            raise ValueError("target_gflops: got None; allowed: a positive number, or a target_ms (the reward "
+                             "objective needs a cost target)")
+        if target_gflops and target_ms:
+            raise ValueError(f"target_ms: got {target_ms!r} with target_gflops {target_gflops!r}; allowed: one cost target")
         self.objectives = tuple(objectives)
         self.target_gflops = target_gflops
+        self.target_ms = target_ms
         self.storage_url = storage
         directions = [OBJECTIVES[o] for o in self.objectives]
         self.study = optuna.create_study(storage=storage, study_name=name, directions=directions,
@@ -170,14 +179,20 @@ class Study:
         self._asked: dict[int, optuna.trial.Trial] = {}
 
     # -- values -----------------------------------------------------------------------------------
-    def values_of(self, result: "TrialResult") -> list[float] | None:
-        """The objective values of a result (``None`` if any is not finite)."""
+    def values_of(self, result: "TrialResult", attrs: Mapping[str, Any] | None = None) -> list[float] | None:
+        """The objective values of a result (``None`` if any is not finite); ``attrs`` (the trial's user
+        attributes) carry its predicted ``latency_ms`` for a latency objective or target."""
+        latency = float((attrs or {}).get("latency_ms", math.nan) or math.nan)
         values = []
         for obj in self.objectives:
             if obj == "top1":
                 v = result.top1
             elif obj == "gflops":
                 v = result.gflops
+            elif obj == "latency_ms":
+                v = latency
+            elif self.target_ms:
+                v = abs_reward(result.top1, latency, float(self.target_ms))
             else:
                 v = abs_reward(result.top1, result.gflops, float(self.target_gflops))
             if v is None or not math.isfinite(v):
@@ -199,7 +214,7 @@ class Study:
         otherwise a finished trial is added with the architecture's DSL sample as params (when it is a
         point of ``space``).
         """
-        values = self.values_of(result) if result.status == "ok" else None
+        values = self.values_of(result, user_attrs) if result.status == "ok" else None
         state = _STATE.get(result.status, TrialState.FAIL)
         if state == TrialState.COMPLETE and values is None:
             state = TrialState.FAIL
