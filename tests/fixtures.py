@@ -13,6 +13,7 @@ import subprocess
 import sys
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,3 +81,14 @@ def write_test_video(path: Path, *, codec: str = "libx264", frames: int = 30, wi
 def frame_level(frame: np.ndarray) -> float:
     """Grey level of a :func:`write_test_video` frame (its bottom half, away from the square)."""
     return float(frame[..., frame.shape[-3] // 2:, :, :].mean())
+
+
+def latency_table_on_file(folder: Path, monkeypatch: Any) -> Any:
+    """A latency table for ``x3d`` clips (known weights, no model measured) in ``folder``, made the
+    machine's table for this test (``XNAS_LATENCY_CACHE``); returns it."""
+    from nas.latency import FEATURES, LatencyTable
+
+    monkeypatch.setenv("XNAS_LATENCY_CACHE", str(folder))
+    weights = {**dict.fromkeys(FEATURES, 0.0), "pointwise_macs": 2e-8, "depthwise_macs": 1e-7, "constant": 0.5}
+    LatencyTable("cpu", 1, weights={"x3d/clip": weights}).save()
+    return LatencyTable.load("cpu", 1)

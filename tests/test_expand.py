@@ -112,7 +112,7 @@ def test_formula_path_is_pinned(run4) -> None:
         assert len(chosen) == 1 and scores[chosen[0].axis] == max(scores.values())
         for c in step:
             assert c.score == pytest.approx(scores[c.axis])
-            assert c.parent_macs == parent.macs
+            assert c.parent_cost == parent.macs == parent.cost
             assert c.macs / parent.macs == pytest.approx(2.0, rel=0.07)
         parent = chosen[0]
 

@@ -103,3 +103,33 @@ def test_interrupt_keeps_the_run(tmp_path: Path, capsys: pytest.CaptureFixture, 
     code = main(["expand", "--target-gflops", "1", "--runs-dir", str(tmp_path), "--name", "i", *FORMULA])
     assert code == 130
     assert "rerun with --resume --name i to continue" in capsys.readouterr().err
+
+
+def test_expand_to_a_latency_target(tmp_path: Path, monkeypatch, capsys) -> None:
+    """``--target-ms``: every step aims at 2x the parent's *predicted latency*, and the final
+    architecture lands within the tolerance of the target in milliseconds (GFLOPs reported beside)."""
+    from fixtures import latency_table_on_file
+
+    from nas.dsl.arch import Arch
+
+    table = latency_table_on_file(tmp_path / "latency", monkeypatch)
+    code = main(["expand", "--target-ms", "3", "--runs-dir", str(tmp_path), "--name", "ms", *FORMULA])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    run = tmp_path / "ms"
+    summary = json.loads((run / "expand.json").read_text())
+    assert summary["target_ms"] == 3 and summary["target_gflops"] is None and summary["landed"]
+    final = Arch.load(run / summary["final"]["file"])
+    assert abs(table.predict_ms(final) / 3 - 1) <= 0.03
+    assert summary["final"]["latency_ms"] == pytest.approx(table.predict_ms(final))
+    rows = list(csv.DictReader((run / "trajectory.csv").open()))
+    for r in rows:
+        if r["role"] == "candidate" and r["ratio"]:
+            assert float(r["latency_ms"]) > 0 and 1.3 < float(r["ratio"]) < 3.0  # x2 in latency, give or take rounding
+    assert "ms predicted" in out and (run / "plots" / "expansion.png").is_file()
+    assert json.loads((run / "config.json").read_text())["config"]["latency"]["threads"] == 1
+    with pytest.raises(SystemExit):
+        main(["expand", "--target-ms", "3", "--target-gflops", "1", *FORMULA])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["expand", "--target-ms", "0.0001", "--runs-dir", str(tmp_path), *FORMULA]) == 2
+    assert "--target-ms: got 0.0001; allowed: a number above the start's predicted latency" in capsys.readouterr().err

@@ -59,21 +59,13 @@ def test_tpe_with_target_uses_the_absolute_reward(tmp_path):
         assert trial.value == pytest.approx(abs_reward(table.loc[attrs["hash"], "top1"], attrs["gflops"], 0.5))
 
 
-def _latency_table(tmp_path, monkeypatch):
-    """A latency table on file for x3d (a known weight per feature), so no model is measured."""
-    from nas.latency import FEATURES, LatencyTable
-
-    monkeypatch.setenv("XNAS_LATENCY_CACHE", str(tmp_path / "latency"))
-    weights = {**dict.fromkeys(FEATURES, 0.0), "pointwise_macs": 2e-8, "depthwise_macs": 1e-7, "constant": 0.5}
-    LatencyTable("cpu", 1, weights={"x3d/clip": weights}).save()
-    return LatencyTable.load("cpu", 1)
-
-
 def test_target_ms_rewards_predicted_latency_and_records_it(tmp_path, monkeypatch):
     from nas.dsl.arch import Arch
     from nas.integrations.optuna_study import abs_reward
 
-    table = _latency_table(tmp_path, monkeypatch)
+    from fixtures import latency_table_on_file
+
+    table = latency_table_on_file(tmp_path / "latency", monkeypatch)
     assert _sample(tmp_path, "--space", "x3d", "--strategy", "tpe", "--trials", "4", "--batch", "2",
                    "--target-ms", "20", "--name", "ms") == 0
     import optuna

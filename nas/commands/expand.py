@@ -60,8 +60,14 @@ def register(subparsers: Any) -> None:
                     "the last step to land within the tolerance of --target-gflops. GFLOPs = multiply-adds of "
                     "conv and linear layers x 1e-9, of the full-size architecture.")
     g = p.add_argument_group("expansion")
-    g.add_argument("--target-gflops", type=_number("--target-gflops"), required=True,
-                   help="the cost to land on (GFLOPs = multiply-adds x 1e-9)")
+    target = g.add_mutually_exclusive_group(required=True)
+    target.add_argument("--target-gflops", type=_number("--target-gflops"),
+                        help="the cost to land on (GFLOPs = multiply-adds x 1e-9)")
+    target.add_argument("--target-ms", type=_number("--target-ms"),
+                        help="expand in predicted latency instead: the ms per clip (batch 1, CPU) to land on, from "
+                             "this machine's latency table (measured first if missing; docs/latency.md)")
+    g.add_argument("--latency-threads", type=_int("--latency-threads"), default=1,
+                   help="with --target-ms: CPU threads the latency is predicted at (default 1)")
     g.add_argument("--from", dest="start", default="x2d", metavar="ARCH",
                    help="start architecture: a reference name or a document of an expandable space (default x2d)")
     g.add_argument("--axes", default=",".join(AXES),
@@ -111,8 +117,12 @@ def cmd_expand(args: argparse.Namespace) -> int:
     axes = tuple(a.strip() for a in args.axes.split(",") if a.strip())
     settings = dict(target_gflops=args.target_gflops, rate=args.rate, axes=axes, criterion=args.criterion,
                     tolerance=args.tolerance, span=args.span, max_steps=args.max_steps)
+    measure = None
+    if args.target_ms is not None:
+        measure = _latency_measure(start, args.latency_threads)
+        settings["target_ms"] = args.target_ms
     try:
-        check_settings(start, **settings)
+        check_settings(start, measure=measure, **settings)
     except ExpandError as err:  # name the flag, not the driver field
         flag = "--" + (err.field or "").replace("_", "-")
         raise UsageError(str(err).replace(f"expand.{err.field}", flag, 1)) from None
@@ -125,13 +135,16 @@ def cmd_expand(args: argparse.Namespace) -> int:
             raise UsageError(str(err).replace("evaluator.formula", "--formula")) from None
     config = {"start": start.hash, "start_name": start.name, **{k: (list(v) if isinstance(v, tuple) else v)
                                                                for k, v in settings.items()}}
+    if measure is not None:
+        config["latency"] = {"device": "cpu", "threads": args.latency_threads, "mode": "clip", "batch": 1}
     val_clips, chance = _validation(args)
     inheritance = _inheritance(args, config)
     run, evaluator = open_run(args, driver="expand", config=config, inheritance=inheritance)
     t0 = time.perf_counter()
     try:
         try:
-            result = expand(start, evaluator, log=run.log, val_clips=val_clips, chance_top1=chance, **settings)
+            result = expand(start, evaluator, log=run.log, val_clips=val_clips, chance_top1=chance, measure=measure,
+                            **settings)
         except ExpandError as err:
             raise UsageError(str(err)) from None
         except KeyboardInterrupt:
@@ -149,6 +162,18 @@ def cmd_expand(args: argparse.Namespace) -> int:
           f"{wall:.0f} s this invocation)")
     run.log(f"expand finished in {wall:.0f} s: final {result.final.gflops:.4f} GFLOPs, top-1 {result.final.top1:.2f}")
     return 0 if result.landed else 1
+
+
+def _latency_measure(start: Any, threads: int) -> Any:
+    """A document's predicted clip latency (ms, batch 1) on this machine: the cost ``--target-ms``
+    expands in (the family's latency table is measured first when missing)."""
+    from nas.commands.latency import latency_cost
+    from nas.dsl.arch import Arch
+    from nas.registry import load_space
+
+    predict = latency_cost(load_space(start.space or "x3d"), threads=threads,
+                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    return lambda doc: predict(Arch.from_dict(doc))
 
 
 def _inheritance(args: argparse.Namespace, config: dict) -> Any:

@@ -36,6 +36,12 @@ Trade-off criteria (:data:`CRITERIA`), all computed against the current (parent)
 Ties (equal scores -- common when a small proxy leaves several candidates at the same top-1 on a small
 validation split) go to the lower validation loss, then to the earlier axis in :data:`AXES` order, so
 a run is deterministic given its evaluator.
+**Cost.** By default a step's cost is the exact multiply-add count. With a ``measure`` (an
+architecture's cost in any unit that grows with every factor, e.g. the predicted latency of
+:mod:`nas.latency`, ``xnas expand --target-ms``) the same machinery runs on it: each candidate aims at
+``rate`` x the parent's measured cost, the criteria divide by its log ratio, and the contraction lands
+the final architecture within ``tolerance`` of ``target_ms``. GFLOPs are reported beside it either way.
+
 This module imports no torch and no Ray: it talks to an evaluator and writes plain files.
 """
 from __future__ import annotations
@@ -54,7 +60,7 @@ from nas.proxy import TrialResult
 
 __all__ = [
     "AXES", "CRITERIA", "PAPER_SYMBOLS", "ExpandError", "criterion_score", "Solution", "Candidate", "ExpansionResult",
-    "expandable", "factor_bounds", "solve_axis", "build_candidates", "contract", "expand",
+    "Measure", "expandable", "factor_bounds", "solve_axis", "build_candidates", "contract", "expand",
     "replay", "write_outputs", "summary_text", "TRAJECTORY_COLUMNS",
 ]
 
@@ -114,6 +120,14 @@ def _family_cost(doc: dict) -> Any:
     return family_of(doc["family"]).cost(doc)
 
 
+# An architecture document's cost in the unit a run expands in (``None``: exact multiply-adds).
+Measure = Callable[[dict], float]
+
+
+def _cost_of(doc: dict, measure: "Measure | None") -> float:
+    return float(_family_cost(doc).macs) if measure is None else float(measure(doc))
+
+
 def _clip(doc: dict) -> Any:
     from nas.families import family_of
 
@@ -128,6 +142,7 @@ class Solution:
     value: float  # the axis variable: the factor itself, or the frames factor for the temporal axes
     doc: dict
     macs: int
+    cost: float = 0.0  # in the run's unit (equal to macs without a measure)
 
 
 def _variable(axis: str) -> str:
@@ -194,17 +209,18 @@ def _simplest_in(lo: float, hi: float, ok: Callable[[float], bool]) -> float:
 
 
 def solve_axis(doc: dict, axis: str, target_macs: float, *, low: float, high: float, span: int = 32,
-               bounds: dict[str, tuple[float, float]] | None = None) -> Solution | None:
+               bounds: dict[str, tuple[float, float]] | None = None, measure: "Measure | None" = None) -> Solution | None:
     """Move ``axis`` of ``doc`` within ``[low, high]`` so the cost is the achievable one closest to
     ``target_macs`` (closest in log ratio; the cost is a step function of the factor).
 
     Args:
         doc: the current architecture document.
         axis: one of :data:`AXES`.
-        target_macs: the wanted multiply-adds.
+        target_macs: the wanted multiply-adds (the wanted cost in ``measure``'s unit, with one).
         low, high: the range of the axis variable (the factor; the frames factor for temporal axes).
         span: source frames a single-frame clip stands for (see the module docstring).
         bounds: factor ranges (for the stride the temporal axes set); default: the schema's.
+        measure: the cost to solve for (non-decreasing in the factor); default: multiply-adds.
 
     Returns:
         The solution, or ``None`` if ``low > high``.
@@ -213,8 +229,8 @@ def solve_axis(doc: dict, axis: str, target_macs: float, *, low: float, high: fl
     if low > high:
         return None
 
-    def macs_at(v: float) -> int:
-        return _family_cost(_moved(doc, axis, v, span, bounds)).macs
+    def macs_at(v: float) -> float:  # the cost in the run's unit
+        return _cost_of(_moved(doc, axis, v, span, bounds), measure)
 
     m_low, m_high = macs_at(low), macs_at(high)
     if m_high <= target_macs:
@@ -232,7 +248,7 @@ def solve_axis(doc: dict, axis: str, target_macs: float, *, low: float, high: fl
         b = math.nextafter(high, math.inf)
     value = _simplest_in(a, b, lambda v: low <= v <= high and macs_at(v) == level)
     new = _moved(doc, axis, value, span, bounds)
-    return Solution(axis=axis, value=value, doc=new, macs=_family_cost(new).macs)
+    return Solution(axis=axis, value=value, doc=new, macs=_family_cost(new).macs, cost=_cost_of(new, measure))
 
 
 # -- candidates and their records -------------------------------------------------------------------
@@ -246,14 +262,15 @@ class Candidate:
     arch: Arch
     macs: int
     params: int
-    parent_macs: int = 0
-    wanted_macs: float = 0.0
+    parent_cost: float = 0.0  # the parent's cost in the run's unit (multiply-adds without a measure)
+    wanted_cost: float = 0.0
     result: TrialResult | None = None
     score: float = float("nan")
     chosen: bool = False
     note: str = ""
     file: str = ""
     margin_se: float = float("nan")  # chosen candidates: top-1 lead over the step's runner-up, in SEs
+    cost: float = 0.0  # in the run's unit (equal to macs without a measure)
 
     @property
     def gflops(self) -> float:
@@ -275,20 +292,23 @@ class Candidate:
         return {"driver": "expand", "step": self.step, "role": self.role, "axis": self.axis}
 
 
-def _candidate(step: int, role: str, axis: str, doc: dict, name: str, parent_macs: int = 0,
-               wanted: float = 0.0, note: str = "") -> Candidate:
+def _candidate(step: int, role: str, axis: str, doc: dict, name: str, parent_cost: float = 0.0,
+               wanted: float = 0.0, note: str = "", measure: "Measure | None" = None) -> Candidate:
     doc = dict(doc)
     doc["name"] = name
     doc.pop("description", None)
     arch = Arch.from_dict(doc)
     cost = arch.cost()
     return Candidate(step=step, role=role, axis=axis, arch=arch, macs=cost.macs, params=cost.params,
-                     parent_macs=parent_macs, wanted_macs=wanted, note=note)
+                     parent_cost=parent_cost, wanted_cost=wanted, note=note,
+                     cost=float(cost.macs) if measure is None else float(measure(arch.to_dict())))
 
 
 def build_candidates(current: Arch, step: int, rate: float, axes: Sequence[str] = AXES, *, span: int = 32,
-                     bounds: dict[str, tuple[float, float]] | None = None) -> tuple[list[Candidate], list[str]]:
-    """One candidate per axis whose cost is the achievable one closest to ``rate`` x the current cost.
+                     bounds: dict[str, tuple[float, float]] | None = None,
+                     measure: "Measure | None" = None) -> tuple[list[Candidate], list[str]]:
+    """One candidate per axis whose cost (multiply-adds, or ``measure``) is the achievable one closest to
+    ``rate`` x the current cost.
 
     Returns:
         The candidates (in :data:`AXES` order) and notes on the axes that could not grow (range bound
@@ -296,7 +316,7 @@ def build_candidates(current: Arch, step: int, rate: float, axes: Sequence[str] 
     """
     bounds = bounds or factor_bounds(current)
     doc = current.to_dict()
-    macs_now = current.cost().macs
+    macs_now = _cost_of(doc, measure)  # in the run's unit
     wanted = rate * macs_now
     out: list[Candidate] = []
     skipped: list[str] = []
@@ -307,12 +327,13 @@ def build_candidates(current: Arch, step: int, rate: float, axes: Sequence[str] 
         var = _variable(axis)
         low = float(doc["factors"][var])
         high = bounds[var][1]
-        sol = solve_axis(doc, axis, wanted, low=low, high=high, span=span, bounds=bounds)
-        if sol is None or sol.macs < macs_now * rate ** MIN_RATE_POWER:
-            got = "nothing" if sol is None else f"x{sol.macs / macs_now:.2f}"
+        sol = solve_axis(doc, axis, wanted, low=low, high=high, span=span, bounds=bounds, measure=measure)
+        if sol is None or sol.cost < macs_now * rate ** MIN_RATE_POWER:
+            got = "nothing" if sol is None else f"x{sol.cost / macs_now:.2f}"
             skipped.append(f"{axis}: exhausted (range {bounds[var][0]:g}..{bounds[var][1]:g}; best {got})")
             continue
-        cand = _candidate(step, "candidate", axis, sol.doc, f"expand-s{step:02d}-{axis}", macs_now, wanted)
+        cand = _candidate(step, "candidate", axis, sol.doc, f"expand-s{step:02d}-{axis}", macs_now, wanted,
+                          measure=measure)
         if cand.arch.hash in seen:
             skipped.append(f"{axis}: same architecture as the {seen[cand.arch.hash]} candidate")
             continue
@@ -385,16 +406,18 @@ def criterion_score(criterion: str, top1: float, loss: float, gflops: float, par
     return gain / math.log(gflops / parent_gflops)
 
 
-def _score(criterion: str, cand: Candidate, parent: Candidate) -> float:
+def _score(criterion: str, cand: Candidate, parent: Candidate, scale: float = 1e9) -> float:
+    """The criterion in the run's unit: costs divided by ``scale`` (1e9: GFLOPs from multiply-adds; 1 for
+    a measure's own unit)."""
     if cand.result is None or cand.result.status != "ok" or not math.isfinite(cand.top1):
         return float("nan")
-    return criterion_score(criterion, cand.top1, _loss(cand), cand.macs / 1e9, parent.top1, _loss(parent),
-                           cand.parent_macs / 1e9)
+    return criterion_score(criterion, cand.top1, _loss(cand), cand.cost / scale, parent.top1, _loss(parent),
+                           cand.parent_cost / scale)
 
 
 def contract(parent: Arch, chosen: Candidate, target_macs: float, step: int, tolerance: float, *,
              axes: Sequence[str] = AXES, span: int = 32,
-             bounds: dict[str, tuple[float, float]] | None = None) -> list[Candidate]:
+             bounds: dict[str, tuple[float, float]] | None = None, measure: "Measure | None" = None) -> list[Candidate]:
     """Backward contraction: shrink the last step's axis (between the parent's and the chosen factor)
     so the cost is the one closest to ``target_macs``.
 
@@ -408,29 +431,30 @@ def contract(parent: Arch, chosen: Candidate, target_macs: float, step: int, tol
     doc = parent.to_dict()
     low = float(doc["factors"][var])
     high = float(chosen.arch.doc["factors"][var])
-    sol = solve_axis(doc, chosen.axis, target_macs, low=low, high=high, span=span, bounds=bounds)
+    sol = solve_axis(doc, chosen.axis, target_macs, low=low, high=high, span=span, bounds=bounds, measure=measure)
     if sol is None:  # cannot happen: low <= high because the chosen step grew this axis
         raise RuntimeError(f"contraction of {chosen.axis}: no factor between {low:g} and {high:g}")
     out = [_candidate(step, "contraction", chosen.axis, sol.doc, f"expand-final-{chosen.axis}",
-                      parent.cost().macs, target_macs,
+                      _cost_of(doc, measure), target_macs,
                       note=f"{chosen.axis} {PAPER_SYMBOLS[chosen.axis]}: {var} factor "
-                           f"{high:g} -> {sol.value:g}")]
-    if abs(sol.macs / target_macs - 1) <= tolerance:
+                           f"{high:g} -> {sol.value:g}", measure=measure)]
+    if abs(sol.cost / target_macs - 1) <= tolerance:
         return out
     best: Solution | None = None
     for axis in AXES:
         if axis not in axes:
             continue
         v = _variable(axis)
-        s = solve_axis(sol.doc, axis, target_macs, low=bounds[v][0], high=bounds[v][1], span=span, bounds=bounds)
-        if s is not None and (best is None or abs(math.log(s.macs / target_macs)) < abs(math.log(best.macs / target_macs))):
+        s = solve_axis(sol.doc, axis, target_macs, low=bounds[v][0], high=bounds[v][1], span=span, bounds=bounds,
+                       measure=measure)
+        if s is not None and (best is None or abs(math.log(s.cost / target_macs)) < abs(math.log(best.cost / target_macs))):
             best = s
-    if best is not None and abs(math.log(best.macs / target_macs)) < abs(math.log(sol.macs / target_macs)):
+    if best is not None and abs(math.log(best.cost / target_macs)) < abs(math.log(sol.cost / target_macs)):
         before = float(sol.doc["factors"][_variable(best.axis)])
         out.append(_candidate(step, "adjustment", best.axis, best.doc, f"expand-final-{best.axis}",
-                              sol.macs, target_macs,
+                              sol.cost, target_macs,
                               note=f"fine adjustment of {best.axis}: {_variable(best.axis)} factor "
-                                   f"{before:g} -> {best.value:g}"))
+                                   f"{before:g} -> {best.value:g}", measure=measure))
     return out
 
 
@@ -443,7 +467,7 @@ class ExpansionResult:
     steps: list[list[Candidate]]
     contraction: list[Candidate]
     final: Candidate
-    target_gflops: float
+    target_gflops: float | None
     rate: float
     criterion: str
     tolerance: float
@@ -451,6 +475,21 @@ class ExpansionResult:
     stop_reason: str = ""
     chance_top1: float | None = None
     val_clips: int | None = None
+    target_ms: float | None = None  # set when the run expanded in predicted latency (``measure``)
+
+    @property
+    def unit(self) -> str:
+        """The unit the run expanded in: ``gflops``, or ``ms`` (a latency target)."""
+        return "ms" if self.target_ms else "gflops"
+
+    def in_unit(self, c: "Candidate") -> float:
+        """A candidate's cost in the run's unit (GFLOPs, or predicted milliseconds)."""
+        return c.cost if self.target_ms else c.gflops
+
+    @property
+    def target(self) -> float:
+        """The target in the run's unit."""
+        return float(self.target_ms or self.target_gflops)
 
     def rows(self) -> list[Candidate]:
         """Every candidate in order: the start, each step's candidates, the contraction (the last of
@@ -463,8 +502,8 @@ class ExpansionResult:
 
     @property
     def landed(self) -> bool:
-        """Whether the final cost is within the tolerance of the target."""
-        return abs(self.final.gflops / self.target_gflops - 1) <= self.tolerance
+        """Whether the final cost (in the run's unit) is within the tolerance of the target."""
+        return abs(self.in_unit(self.final) / self.target - 1) <= self.tolerance
 
 
 def _evaluate(evaluator: Evaluator, cands: list[Candidate]) -> None:
@@ -475,8 +514,9 @@ def _evaluate(evaluator: Evaluator, cands: list[Candidate]) -> None:
         c.result = r
 
 
-def check_settings(start: Arch, *, target_gflops: float, rate: float, axes: Sequence[str], criterion: str,
-                   tolerance: float, span: int, max_steps: int) -> None:
+def check_settings(start: Arch, *, target_gflops: float | None, rate: float, axes: Sequence[str], criterion: str,
+                   tolerance: float, span: int, max_steps: int, target_ms: float | None = None,
+                   measure: "Measure | None" = None) -> None:
     """Raise :class:`ExpandError` naming the field, the value and what is allowed."""
     if not expandable(start):
         raise _fail("from", start.name, "an architecture with the six X3D factors (family x3d, e.g. x2d, x3d-xs)")
@@ -495,16 +535,27 @@ def check_settings(start: Arch, *, target_gflops: float, rate: float, axes: Sequ
         raise _fail("span", span, "an integer in [1, 1000] (source frames)")
     if not 1 <= max_steps <= 100:
         raise _fail("max_steps", max_steps, "an integer in [1, 100]")
+    if (target_gflops is None) == (target_ms is None):
+        raise _fail("target_gflops", target_gflops, "a number, or target_ms instead (exactly one cost target)")
+    if target_ms is not None:
+        if measure is None:
+            raise _fail("measure", None, "a cost function (predicted milliseconds of a document) with target_ms")
+        start_ms = float(measure(start.to_dict()))
+        if not (math.isfinite(target_ms) and target_ms > start_ms * (1 + tolerance)):
+            raise _fail("target_ms", target_ms,
+                        f"a number above the start's predicted latency, {start_ms:.3f} ms ({start.name}) x (1 + tolerance)")
+        return
     start_g = start.cost().gflops
     if not (math.isfinite(target_gflops) and target_gflops > start_g * (1 + tolerance)):
         raise _fail("target_gflops", target_gflops,
                     f"a number above the start's cost, {start_g:.4f} GFLOPs ({start.name}) x (1 + tolerance)")
 
 
-def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: float = 2.0,
+def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float | None = None, rate: float = 2.0,
            axes: Sequence[str] = AXES, criterion: str = "gain-per-log-cost", tolerance: float = 0.03,
            span: int = 32, max_steps: int = 20, log: Callable[[str], None] = print,
-           val_clips: int | None = None, chance_top1: float | None = None) -> ExpansionResult:
+           val_clips: int | None = None, chance_top1: float | None = None,
+           target_ms: float | None = None, measure: "Measure | None" = None) -> ExpansionResult:
     """Run forward expansion from ``start`` up to ``target_gflops``, then backward contraction.
 
     Args:
@@ -525,6 +576,10 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
             error of a difference tie, and the tie goes to the validation loss (:func:`choose`); each
             decision's margin is logged in standard errors. ``None`` (a formula): exact ties only.
         chance_top1: 100 / classes of the task, recorded beside the final top-1.
+        target_ms: expand in predicted latency instead: the target in milliseconds (exactly one of
+            ``target_gflops`` and ``target_ms``).
+        measure: with ``target_ms``, a document's predicted milliseconds (non-decreasing in every
+            factor, e.g. :meth:`nas.latency.LatencyTable.predict_ms` of ``Arch.from_dict(doc)``).
 
     Returns:
         The trajectory and the final architecture (evaluated).
@@ -533,13 +588,19 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
         ExpandError: a bad setting, or every candidate of a step failed, or no axis can grow.
     """
     check_settings(start, target_gflops=target_gflops, rate=rate, axes=axes, criterion=criterion,
-                   tolerance=tolerance, span=span, max_steps=max_steps)
+                   tolerance=tolerance, span=span, max_steps=max_steps, target_ms=target_ms, measure=measure)
+    if target_ms is None:
+        measure = None  # multiply-adds
     bounds = factor_bounds(start)
-    target_macs = target_gflops * 1e9
-    start_c = _candidate(0, "start", "", start.to_dict(), start.name)
+    target_macs = float(target_ms) if target_ms is not None else float(target_gflops) * 1e9  # in the run's unit
+    start_c = _candidate(0, "start", "", start.to_dict(), start.name, measure=measure)
     start_c.chosen = True
-    planned = max(1, math.ceil(math.log(target_macs / start_c.macs) / math.log(rate) - 1e-9))
-    log(f"expand: {start.name} ({start_c.gflops:.4f} GFLOPs) -> {target_gflops:g} GFLOPs at x{rate:g} per step: "
+
+    def shown(cost: float) -> str:
+        return f"{cost:.3f} ms" if target_ms is not None else f"{cost / 1e9:.4f} GFLOPs"
+
+    planned = max(1, math.ceil(math.log(target_macs / start_c.cost) / math.log(rate) - 1e-9))
+    log(f"expand: {start.name} ({shown(start_c.cost)}) -> {shown(target_macs)} at x{rate:g} per step: "
         f"about {planned} steps x {len(axes)} candidates; criterion {criterion}")
     log(f"step 0: evaluating the start {start.name}")
     _evaluate(for_parent(evaluator, None), [start_c])
@@ -551,22 +612,22 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
     skipped: dict[int, list[str]] = {}
     stop_reason = ""
     for step in range(1, max_steps + 1):
-        if current.macs >= target_macs * (1 - tolerance):
+        if current.cost >= target_macs * (1 - tolerance):
             break
-        cands, skip = build_candidates(current.arch, step, rate, axes, span=span, bounds=bounds)
+        cands, skip = build_candidates(current.arch, step, rate, axes, span=span, bounds=bounds, measure=measure)
         if skip:
             skipped[step] = skip
         if not cands:
             stop_reason = f"step {step}: no axis can grow further ({'; '.join(skip)})"
             log(stop_reason)
             break
-        log(f"step {step}/~{planned}: {len(cands)} candidates at ~{rate * current.gflops:.4f} GFLOPs "
+        log(f"step {step}/~{planned}: {len(cands)} candidates at ~{shown(rate * current.cost)} "
             f"({', '.join(c.axis for c in cands)})")
         for note in skip:
             log(f"  not built: {note}")
         _evaluate(for_parent(evaluator, current.arch), cands)
         for c in cands:
-            c.score = _score(criterion, c, current)
+            c.score = _score(criterion, c, current, 1.0 if target_ms is not None else 1e9)
         ok = [c for c in cands if c.score == c.score]
         if not ok:
             raise ExpandError(f"step {step}: every candidate failed: "
@@ -576,31 +637,33 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float, rate: flo
         steps.append(cands)
         for c in cands:
             mark = "*" if c.chosen else " "
-            log(f"  {mark} {c.axis:<12} {c.gflops:9.4f} GFLOPs (x{c.macs / c.parent_macs:.3f})  "
+            ms = f" {c.cost:9.3f} ms" if target_ms is not None else ""
+            log(f"  {mark} {c.axis:<12} {c.gflops:9.4f} GFLOPs{ms} (x{c.cost / c.parent_cost:.3f})  "
                 f"top-1 {c.top1:6.2f}  {criterion} {c.score:8.3f}")
         log(f"  step {step}: {decision}")
         current = best
     else:
-        if current.macs < target_macs * (1 - tolerance):
+        if current.cost < target_macs * (1 - tolerance):
             stop_reason = f"stopped after max_steps={max_steps} below the target"
             log(stop_reason)
 
     contraction: list[Candidate] = []
     final = current
-    if current.macs > target_macs * (1 + tolerance) and steps:
+    if current.cost > target_macs * (1 + tolerance) and steps:
         parent = ([c for c in steps[-2] if c.chosen][0] if len(steps) > 1 else start_c)
         contraction = contract(parent.arch, current, target_macs, len(steps), tolerance, axes=axes, span=span,
-                               bounds=bounds)
+                               bounds=bounds, measure=measure)
         final = contraction[-1]
         for c in contraction:
-            log(f"contraction: {c.note}: {c.gflops:.4f} GFLOPs")
+            log(f"contraction: {c.note}: {c.gflops:.4f} GFLOPs" + (f", {c.cost:.3f} ms" if target_ms is not None else ""))
         _evaluate(for_parent(evaluator, parent.arch), [final])
         final.chosen = True
         for c in contraction:
             c.chosen = True
     result = ExpansionResult(start=start_c, steps=steps, contraction=contraction, final=final,
                              target_gflops=target_gflops, rate=rate, criterion=criterion, tolerance=tolerance,
-                             skipped=skipped, stop_reason=stop_reason, chance_top1=chance_top1, val_clips=val_clips)
+                             skipped=skipped, stop_reason=stop_reason, chance_top1=chance_top1, val_clips=val_clips,
+                             target_ms=target_ms)
     return result
 
 
@@ -623,10 +686,10 @@ def replay(start: Arch, path: Sequence[dict[str, float]]) -> list[Arch]:
 
 # -- outputs ----------------------------------------------------------------------------------------
 TRAJECTORY_COLUMNS = ["step", "role", "axis", "chosen", *AXES, "frames_x_stride", "crop", "gflops", "params",
-                      "ratio", "top1", "score", "margin_se", "status", "arch_hash", "arch_file", "note"]
+                      "ratio", "top1", "score", "margin_se", "status", "arch_hash", "arch_file", "note", "latency_ms"]
 
 
-def _row(c: Candidate) -> dict[str, Any]:
+def _row(c: Candidate, latency: bool = False) -> dict[str, Any]:
     clip = c.arch.clip
     r = c.result
     return {
@@ -634,13 +697,14 @@ def _row(c: Candidate) -> dict[str, Any]:
         **{a: f"{v:g}" for a, v in c.factors.items()},
         "frames_x_stride": f"{clip.frames}x{clip.frame_stride}", "crop": clip.crop,
         "gflops": f"{c.gflops:.6f}", "params": c.params,
-        "ratio": f"{c.macs / c.parent_macs:.4f}" if c.parent_macs else "",
+        "ratio": f"{c.cost / c.parent_cost:.4f}" if c.parent_cost else "",
         "top1": f"{c.top1:.3f}" if c.top1 == c.top1 else "",
         "score": f"{c.score:.4f}" if c.score == c.score else "",
         "margin_se": f"{c.margin_se:.2f}" if c.margin_se == c.margin_se else "",
         "status": r.status if r is not None else "not evaluated",
         "arch_hash": c.arch.hash, "arch_file": c.file,
         "note": c.note or (r.reason if r is not None and r.status != "ok" else ""),
+        "latency_ms": f"{c.cost:.4f}" if latency else "",
     }
 
 
@@ -673,7 +737,8 @@ def write_outputs(result: ExpansionResult, out_dir: Path, *,
         name = f"expand-{key}-{c.axis or 'start'}"
         c.file = _save(c.arch.renamed(name), name)
         paths[key] = out_dir / c.file
-    final_arch = result.final.arch.renamed("expand-final", f"xnas expand: {result.final.gflops:.4f} GFLOPs")
+    final_arch = result.final.arch.renamed("expand-final", f"xnas expand: {result.final.gflops:.4f} GFLOPs"
+                                           + (f", {result.final.cost:.3f} ms predicted" if result.target_ms else ""))
     result.final.file = _save(final_arch, "expand-final")
     paths["final"] = out_dir / result.final.file
     traj = out_dir / "trajectory.csv"
@@ -681,7 +746,7 @@ def write_outputs(result: ExpansionResult, out_dir: Path, *,
         writer = csv.DictWriter(fh, fieldnames=TRAJECTORY_COLUMNS)
         writer.writeheader()
         for c in result.rows():
-            writer.writerow(_row(c))
+            writer.writerow(_row(c, latency=bool(result.target_ms)))
     paths["trajectory"] = traj
     summary = out_dir / "expand.json"
     summary.write_text(json.dumps(summary_dict(result), indent=2))
@@ -693,7 +758,7 @@ def summary_dict(result: ExpansionResult) -> dict[str, Any]:
     """The run's outcome as plain data (written to ``expand.json``)."""
     f = result.final
     return {
-        "target_gflops": result.target_gflops, "rate": result.rate, "criterion": result.criterion,
+        "target_gflops": result.target_gflops, "target_ms": result.target_ms, "rate": result.rate, "criterion": result.criterion,
         "tolerance": result.tolerance, "landed": result.landed, "stop_reason": result.stop_reason,
         "chance_top1": result.chance_top1, "val_clips": result.val_clips,
         "decisions": [{"step": c.step, "axis": c.axis, "margin_se": c.margin_se if c.margin_se == c.margin_se else None}
@@ -704,7 +769,8 @@ def summary_dict(result: ExpansionResult) -> dict[str, Any]:
         "final": {"gflops": f.gflops, "params": f.params, "top1": f.top1 if f.top1 == f.top1 else None,
                   "factors": f.factors, "clip": {"frames": f.arch.clip.frames, "frame_stride": f.arch.clip.frame_stride,
                                                  "crop": f.arch.clip.crop},
-                  "error_vs_target": f.gflops / result.target_gflops - 1, "file": f.file, "hash": f.arch.hash},
+                  "error_vs_target": result.in_unit(f) / result.target - 1, "file": f.file, "hash": f.arch.hash,
+                  **({"latency_ms": f.cost} if result.target_ms else {})},
         "contraction": [c.note for c in result.contraction],
         "trials": sum(1 for c in result.rows() if c.result is not None),
         "gflops_convention": GFLOPS_NOTE,
@@ -725,8 +791,11 @@ def summary_text(result: ExpansionResult, paths: dict[str, Path] | None = None) 
         lines.append("contraction: " + "; ".join(c.note for c in result.contraction))
     factors = ", ".join(f"{a} {v:g}" for a, v in f.factors.items())
     lines += [
-        f"final: {f.gflops:.4f} GFLOPs ({100 * (f.gflops / result.target_gflops - 1):+.1f} % vs target "
-        f"{result.target_gflops:g}; {'within' if result.landed else 'NOT within'} ±{100 * result.tolerance:g} %), "
+        (f"final: {f.gflops:.4f} GFLOPs, {f.cost:.3f} ms predicted ({100 * (f.cost / result.target - 1):+.1f} % vs "
+         f"target {result.target:g} ms; " if result.target_ms else
+         f"final: {f.gflops:.4f} GFLOPs ({100 * (f.gflops / result.target - 1):+.1f} % vs target "
+         f"{result.target:g}; ")
+        + f"{'within' if result.landed else 'NOT within'} ±{100 * result.tolerance:g} %), "
         f"{f.params:,} params, proxy top-1 {f.top1:.2f} %"
         + (f" (chance {result.chance_top1:.1f} %)" if result.chance_top1 else ""),
         f"  factors: {factors}",
