@@ -3,6 +3,7 @@ local Ray session (module fixture) between two tests; the cluster-joining (``ray
 ``--address``) and ASHA tests are slow-marked."""
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import random
@@ -111,9 +112,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
-def test_join_a_cluster_started_on_loopback(tmp_path):
-    """``ray start --head`` on loopback, then ``xnas sample --address`` joins it (a separate process)."""
+@contextlib.contextmanager
+def _loopback_cluster(num_cpus: int = 2):
+    """``ray start --head`` on loopback (a separate process tree); yields ``(address, env)`` for the
+    xnas processes that join it, and stops the cluster afterwards."""
     ray_bin = Path(sys.executable).parent / "ray"
     port = _free_port()
     temp = Path(f"/tmp/xnas-head-{os.getpid()}")
@@ -123,7 +125,7 @@ def test_join_a_cluster_started_on_loopback(tmp_path):
     env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
            "RAY_AUTH_MODE": "disabled"}
     head = subprocess.Popen([str(ray_bin), "start", "--head", "--block", f"--port={port}",
-                             "--node-ip-address=127.0.0.1", "--num-cpus=2", "--include-dashboard=false",
+                             "--node-ip-address=127.0.0.1", f"--num-cpus={num_cpus}", "--include-dashboard=false",
                              "--disable-usage-stats", f"--temp-dir={temp}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env, start_new_session=True)
     try:
@@ -133,17 +135,46 @@ def test_join_a_cluster_started_on_loopback(tmp_path):
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
             time.sleep(1)
+        yield f"127.0.0.1:{port}", env
+    finally:
+        os.killpg(head.pid, 15)  # ray start --block stops the processes it started
+        head.wait(timeout=60)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_join_a_cluster_started_on_loopback(tmp_path):
+    """``ray start --head`` on loopback, then ``xnas sample --address`` joins it (a separate process)."""
+    with _loopback_cluster() as (address, env):
         cmd = [sys.executable, "-m", "nas.cli", "sample", "--space", "x3d", "--trials", "3", "--evaluator",
-               "formula", "--address", f"127.0.0.1:{port}", "--runs-dir", str(tmp_path), "--name", "c"]
+               "formula", "--address", address, "--runs-dir", str(tmp_path), "--name", "c", "--max-gflops", "0"]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
         assert done.returncode == 0, done.stderr[-3000:]
         table = pandas.read_csv(tmp_path / "c" / "results.csv")
         assert len(table) == 3 and set(table["status"]) == {"ok"}
         assert "3/3 done" in done.stderr
-    finally:
-        os.killpg(head.pid, 15)  # ray start --block stops the processes it started
-        head.wait(timeout=60)
-        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.mark.slow
+def test_a_data_parallel_trial_runs_on_ray_train_inside_its_tune_trial(tmp_path):
+    """``--workers-per-trial 2`` on a loopback cluster: the Tune trial launches a Ray Train run of two
+    gloo workers (one CPU each), which trains as the two local processes of ``--executor local`` do."""
+    tiny = ["sample", "--space", "x3d", "--trials", "1", "--max-gflops", "100", "--steps", "4", "--batch-size", "4",
+            "--size-scale", "0.1", "--train-clips", "8", "--val-clips", "8", "--runs-dir", str(tmp_path),
+            "--workers-per-trial", "2", "--cpus-per-trial", "2", "--no-progress"]
+    with _loopback_cluster() as (address, env):
+        done = subprocess.run([sys.executable, "-m", "nas.cli", *tiny, "--address", address, "--name", "ray"],
+                              capture_output=True, text=True, timeout=600, env=env)
+        assert done.returncode == 0, done.stderr[-3000:]
+    local = subprocess.run([sys.executable, "-m", "nas.cli", *tiny, "--executor", "local", "--name", "local"],
+                           capture_output=True, text=True, timeout=600)
+    assert local.returncode == 0, local.stderr[-3000:]
+    on_ray = pandas.read_csv(tmp_path / "ray" / "results.csv")
+    here = pandas.read_csv(tmp_path / "local" / "results.csv")
+    assert list(on_ray["status"]) == ["ok"] and list(on_ray["workers"]) == [2]
+    assert on_ray["hash"][0] == here["hash"][0]
+    assert on_ray["top1"][0] == here["top1"][0] and on_ray["loss"][0] == pytest.approx(here["loss"][0], rel=1e-3)
+    assert list((tmp_path / "ray" / "ray" / "train").iterdir())  # the Ray Train run's folder
 
 
 @pytest.mark.slow

@@ -74,8 +74,13 @@ def run_trial(job: dict[str, Any], report: Callable[[int, dict[str, float]], Non
 
 
 def _trainable(config: dict[str, Any]) -> None:
-    """The Tune function trainable: intermediate losses, then the full result as JSON."""
+    """The Tune function trainable: intermediate losses, then the full result as JSON. A job with
+    ``workers`` > 1 launches a Ray Train run of that many data-parallel workers from here
+    (:func:`_train_in_trial`), so one trial can span the cluster's nodes."""
     job = config["job"]
+    if int(job.get("workers") or 1) > 1 and not job.get("evaluator"):
+        _train_in_trial(job)
+        return
 
     def report(step: int, metrics: dict[str, float]) -> None:
         if "top1" in metrics:  # the final metrics come with the full result below
@@ -85,6 +90,39 @@ def _trainable(config: dict[str, Any]) -> None:
     result = run_trial(job, report)
     tune.report({"step": result.steps, "final": 1, "loss": result.loss, "top1": result.top1,
                  "result": json.dumps(result.as_dict())})
+
+
+def _train_worker(config: dict[str, Any]) -> None:
+    """One Ray Train worker of a data-parallel trial: Ray Train has joined the workers into a torch
+    process group (gloo on CPU, NCCL on CUDA), so :func:`nas.train.evaluate` trains this worker's share
+    of every global batch (:mod:`nas.parallel`). Every worker reports the result at the end (each
+    evaluated the same validation split); Tune keeps rank 0's."""
+    import ray.train
+
+    job = dict(config["job"], workers=1)  # the process group exists: evaluate joins it, spawns nothing
+    result = run_trial(job)
+    ray.train.report({"step": result.steps, "final": 1, "loss": result.loss, "top1": result.top1,
+                      "result": json.dumps(result.as_dict())})
+
+
+def _train_in_trial(job: dict[str, Any]) -> None:
+    """Run one data-parallel trial with Ray Train from inside its Tune trial; its workers take
+    ``job["cpus"]`` / ``job["gpus"]`` each, on whichever nodes have them."""
+    from ray.train import RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    workers = int(job["workers"])
+    gpus = float(job.get("gpus") or 0)
+    per_worker = {"CPU": float(job.get("cpus") or 1)}
+    if gpus:
+        per_worker["GPU"] = gpus
+    trainer = TorchTrainer(
+        _train_worker, train_loop_config={"job": job},
+        scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus > 0, resources_per_worker=per_worker),
+        run_config=RunConfig(name=f"train-{job['arch']['name']}-{job['index']}-{os.getpid()}",
+                             storage_path=job.get("train_storage"), callbacks=[TuneReportCallback()]))
+    trainer.fit()
 
 
 def _call_with_threads(fn: Callable[..., Any], threads: int, kwargs: dict[str, Any]) -> Any:
@@ -214,8 +252,10 @@ class RayEvaluator:
             (:mod:`nas.formulas`) inside the trials instead of training.
         memory_per_trial: GiB of memory each trial reserves (Ray's ``memory`` resource; 0: none), so
             Ray runs fewer big candidates at once instead of its OOM killer stopping them.
-        workers: data-parallel processes per trial, started inside the trial on its node (DDP; the
-            trial should reserve ``cpus_per_trial`` >= ``workers``). Ray Train across nodes is not wired yet.
+        workers: data-parallel processes per trial (DDP): the trial launches a Ray Train run of
+            ``workers`` workers, each reserving ``cpus_per_trial / workers`` CPUs and ``gpus_per_trial /
+            workers`` GPUs on whichever nodes have them (the trial itself reserves nothing). Such trials
+            report only their final result: ASHA cannot stop them early.
         inheritance: trials start from their parent's trained weights (:class:`nas.evaluator.Inheritance`;
             the parent set per batch with :func:`nas.evaluator.for_parent`). Trials get the parent's
             weights file as a path: on a cluster its ``weights_dir`` must be on shared storage.
@@ -342,6 +382,10 @@ class RayEvaluator:
             else:
                 job.update(proxy=self.proxy.to_dict(), data=self.data, evaluator=None, memory_limit_gib=memory_limit,
                            workers=self.workers, loader_workers=self.loader_workers)
+                if self.workers > 1:  # Ray Train workers share the trial's CPUs and GPUs equally
+                    job.update(cpus=self.cpus_per_trial / self.workers, gpus=self.gpus_per_trial / self.workers,
+                               threads=max(1, int(self.cpus_per_trial // self.workers)),
+                               train_storage=str(self.log_dir / "train"))
                 if self.inheritance is not None:
                     proxy, init, save = self.inheritance.job(arch, self.proxy)
                     job.update(proxy=proxy.to_dict(), init=init, save_weights=save)
@@ -387,6 +431,10 @@ class RayEvaluator:
 
         progress = _Progress(len(jobs), self.progress, done, jobs)
         resources = {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
+        if self.workers > 1 and not self.evaluator_spec:
+            # the trial only launches its Ray Train workers, which reserve the CPUs and GPUs themselves
+            # (Tune needs a non-empty request: one byte of memory)
+            resources = {"cpu": 0, "gpu": 0, "memory": 1}
         if self.memory_per_trial:
             resources["memory"] = int(self.memory_per_trial * 1024**3)
         scheduler = None
