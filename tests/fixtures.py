@@ -83,12 +83,12 @@ def frame_level(frame: np.ndarray) -> float:
     return float(frame[..., frame.shape[-3] // 2:, :, :].mean())
 
 
-def latency_table_on_file(folder: Path, monkeypatch: Any) -> Any:
-    """A latency table for ``x3d`` clips (known weights, no model measured) in ``folder``, made the
-    machine's table for this test (``XNAS_LATENCY_CACHE``); returns it."""
+def latency_table_on_file(folder: Path, monkeypatch: Any, families: tuple[str, ...] = ("x3d",)) -> Any:
+    """A latency table for the clips of ``families`` (known weights, no model measured) in ``folder``,
+    made the machine's table for this test (``XNAS_LATENCY_CACHE``); returns it."""
     from nas.latency import FEATURES, LatencyTable
 
     monkeypatch.setenv("XNAS_LATENCY_CACHE", str(folder))
     weights = {**dict.fromkeys(FEATURES, 0.0), "pointwise_macs": 2e-8, "depthwise_macs": 1e-7, "constant": 0.5}
-    LatencyTable("cpu", 1, weights={"x3d/clip": weights}).save()
+    LatencyTable("cpu", 1, weights={f"{family}/clip": weights for family in families}).save()
     return LatencyTable.load("cpu", 1)

@@ -55,6 +55,32 @@ def test_search_writes_frozen_arch_trajectory_and_plots(space_file: Path, tmp_pa
     assert {json.loads(r["tags"])["role"] for r in results} == {"argmax", "top1"}
 
 
+def test_search_to_a_latency_target(space_file: Path, tmp_path: Path, monkeypatch, capsys) -> None:
+    """``--target-ms``: the controller's cost is the predicted latency; outputs say so beside GFLOPs."""
+    from fixtures import latency_table_on_file
+
+    table = latency_table_on_file(tmp_path / "latency", monkeypatch, families=("movinet",))
+    runs = tmp_path / "runs"
+    flags = [f for f in FAST if f not in ("--target-gflops", "0.0015")]
+    assert main(["search", "--space", str(space_file), *flags, "--target-ms", "0.6", "--runs-dir", str(runs),
+                 "--name", "ms", "--json"]) == 0
+    s = json.loads(capsys.readouterr().out)["searches"][0]
+    arch = Arch.load(s["argmax"])
+    assert s["target_ms"] == 0.6 and s["target_gflops"] is None
+    assert s["argmax_ms"] == pytest.approx(table.predict_ms(arch))
+    assert s["off_target"] == pytest.approx(s["argmax_ms"] / 0.6 - 1)
+    d = runs / "ms" / "search-0.6ms"
+    summary = json.loads((d / "summary.json").read_text())
+    assert summary["target_ms"] == 0.6 and summary["argmax_ms"] == pytest.approx(s["argmax_ms"])
+    traj = list(csv.DictReader(open(d / "trajectory.csv")))
+    assert float(traj[-1]["argmax_ms"]) == pytest.approx(table.predict_ms(arch))
+    assert float(traj[-1]["argmax_gflops"]) == pytest.approx(arch.cost().gflops)
+    assert all(float(r["target_ms"]) == 0.6 and float(r["sampled_ms"]) > 0 for r in traj)
+    results = list(csv.DictReader(open(runs / "ms" / "results.csv")))
+    assert results and all(float(r["latency_ms"]) > 0 for r in results)
+    assert (runs / "ms" / "plots" / "pareto_latency.png").is_file()
+
+
 @pytest.mark.slow  # three CLI processes; tests/test_tunas_controller.py has the in-process resume test
 def test_kill_and_resume_ends_with_the_uninterrupted_policy(space_file: Path, tmp_path: Path) -> None:
     runs = tmp_path / "runs"

@@ -62,7 +62,13 @@ def register(subparsers: Any) -> None:
     g = p.add_mutually_exclusive_group()
     g.add_argument("--target-gflops", type=_positive_float,
                    help=f"cost target T0 in GFLOPs at the search clip (default {DEFAULT_TARGET})")
-    g.add_argument("--targets", type=_targets, help="comma-separated targets, one search each (e.g. 0.1,0.2,0.4)")
+    g.add_argument("--targets", type=_targets, help="comma-separated targets, one search each (e.g. 0.1,0.2,0.4; "
+                   "GFLOPs)")
+    g.add_argument("--target-ms", type=_positive_float,
+                   help="search against predicted latency instead: ms per clip at the search clip (batch 1, CPU), "
+                        "from this machine's latency table (measured first if missing)")
+    p.add_argument("--latency-threads", type=_positive_int, default=1,
+                   help="with --target-ms: CPU threads the latency is predicted at (default 1)")
     p.add_argument("--clip", type=_clip, default=_clip(DEFAULT_CLIP),
                    help=f"the fixed clip FRAMESxSTRIDExCROP the search trains and counts GFLOPs at (default {DEFAULT_CLIP})")
     p.add_argument("--dropout", type=float, help="head dropout of the searched architectures (default: the space's first value)")
@@ -97,7 +103,7 @@ def register(subparsers: Any) -> None:
 
 
 
-def _baselines(args: argparse.Namespace, space: Any, targets: list[float]) -> list[Any]:
+def _baselines(args: argparse.Namespace, space: Any, targets: list[float], latency: Any = None) -> list[Any]:
     from nas.drivers.tunas.driver import nearest_baselines, reclip
     from nas.registry import load_arch
 
@@ -105,7 +111,7 @@ def _baselines(args: argparse.Namespace, space: Any, targets: list[float]) -> li
     if spec in ("", "none"):
         return []
     if spec == "nearest":
-        return nearest_baselines(space, targets, args.clip)
+        return nearest_baselines(space, targets, args.clip, latency)
     out = []
     for name in (s.strip() for s in spec.split(",") if s.strip()):
         try:
@@ -126,12 +132,14 @@ def cmd_search(args: argparse.Namespace) -> int:
     if space.family != "movinet":
         raise UsageError(f"--space: got {args.space!r} (family {space.family!r}); allowed: a movinet-family space "
                          "(the only family with a supernet so far)")
-    targets = args.targets or [args.target_gflops or DEFAULT_TARGET]
+    in_ms = args.target_ms is not None
+    targets = [args.target_ms] if in_ms else (args.targets or [args.target_gflops or DEFAULT_TARGET])
     if args.top_k < 0:
         raise UsageError(f"--top-k: got {args.top_k}; allowed: an integer >= 0")
     try:
         fixed = default_fixed(space, args.clip, args.dropout)
-        base = SearchConfig(target_gflops=targets[0], fixed=fixed, steps=args.search_steps,
+        base = SearchConfig(target_gflops=None if in_ms else targets[0], target_ms=args.target_ms,
+                            fixed=fixed, steps=args.search_steps,
                             batch_size=args.search_batch_size, archs_per_step=args.archs_per_step,
                             val_multiplier=args.val_multiplier,
                             size_scale=args.search_size_scale, lr=args.weights_lr, optimizer=args.weights_optimizer,
@@ -140,11 +148,21 @@ def cmd_search(args: argparse.Namespace) -> int:
                             train_clips=args.search_train_clips, seed=args.seed)
     except ValueError as err:
         raise UsageError(str(err)) from None
-    baselines = _baselines(args, space, targets)
-    search_cfg = {k: v for k, v in base.to_dict().items() if k != "target_gflops"}
+    latency = None
+    if in_ms:
+        from nas.commands.latency import latency_cost
+
+        # the latency of each architecture as the search counts it: at the search clip
+        latency = latency_cost(space, threads=args.latency_threads,
+                               log=lambda m: print(m, file=sys.stderr, flush=True))
+    baselines = _baselines(args, space, targets, latency)
+    search_cfg = {k: v for k, v in base.to_dict().items() if k not in ("target_gflops", "target_ms")}
     config = {"space": space.name, "space_hash": space_hash(space), "targets": targets,
-              "target_gflops": targets[0] if len(targets) == 1 else None, "search": search_cfg,
+              "target_gflops": targets[0] if len(targets) == 1 and not in_ms else None, "search": search_cfg,
               "top_k": args.top_k, "baselines": [b.name for b in baselines], "retrain": args.retrain}
+    if in_ms:
+        config.update(target_ms=args.target_ms, latency={"device": "cpu", "threads": args.latency_threads,
+                                                          "mode": "clip", "batch": 1})
     run, evaluator = open_run(args, driver="search", config=config)
     try:
         run.register_space(space)
@@ -155,7 +173,8 @@ def cmd_search(args: argparse.Namespace) -> int:
             atomic_write_text(space_file, space.to_yaml())
         tunas = TunasConfig(search=base, targets=tuple(targets), top_k=args.top_k, retrain=args.retrain)
         for cfg in tunas.configs:
-            run.log(f"search: target {cfg.target_gflops:g} GFLOPs at clip {args.clip[0]}x{args.clip[1]}x{args.clip[2]}, "
+            unit = "ms predicted (batch 1, cpu)" if in_ms else "GFLOPs"
+            run.log(f"search: target {cfg.target:g} {unit} at clip {args.clip[0]}x{args.clip[1]}x{args.clip[2]}, "
                     f"{cfg.steps} steps ({GFLOPS_NOTE})")
         map_fn = getattr(evaluator.inner, "map", None)
         if len(targets) > 1 and map_fn is not None and args.fail_after_steps is None:
@@ -163,7 +182,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                     "their progress goes to search-<target>/search.log")
         result = search_and_retrain(space, tunas, evaluator, out_dir=run.dir, data=args.data, baselines=baselines,
                                     map_fn=map_fn, progress=args.progress and sys.stderr.isatty(), log=run.log,
-                                    stop_after=args.fail_after_steps)
+                                    stop_after=args.fail_after_steps, latency=latency)
         unfinished = len(result.searches) < len(tunas.configs) or any(
             r.steps_done < cfg.steps for cfg, (_, r) in zip(tunas.configs, result.searches))
         if args.fail_after_steps is not None and unfinished:
@@ -171,22 +190,26 @@ def cmd_search(args: argparse.Namespace) -> int:
             sys.stderr.flush()
             os._exit(FAULT_EXIT_CODE)
         for t, r in result.searches:
-            run.save_arch(r.argmax, name=f"tunas-{t:g}-argmax")
-        return _finish(args, run, result.searches, baselines, result.retrained)
+            run.save_arch(r.argmax, name=f"tunas-{t:g}{'ms' if in_ms else ''}-argmax")
+        return _finish(args, run, result.searches, baselines, result.retrained, latency)
     finally:
         run.close()
 
 
-def _finish(args: argparse.Namespace, run: Any, searches: list, baselines: list, retrained: dict) -> int:
+def _finish(args: argparse.Namespace, run: Any, searches: list, baselines: list, retrained: dict,
+            latency: Any = None) -> int:
     from nas.plots import pareto_plot
 
     plots = [str(r.dir / "policy.png") for _, r in searches]
     table = run.results()
     if len(table):
         chosen = [r.argmax.hash for _, r in searches]
-        title = "TuNAS " + ", ".join(f"{t:g}" for t, _ in searches) + " GFLOPs"
+        title = "TuNAS " + ", ".join(f"{t:g}" for t, _ in searches) + (" ms" if latency else " GFLOPs")
         plots.append(str(pareto_plot(table, run.plots_dir / "pareto.png", baselines=baselines, title=title,
                                      chosen=chosen)))
+        if latency is not None:
+            plots.append(str(pareto_plot(table, run.plots_dir / "pareto_latency.png", title=title, chosen=chosen,
+                                         cost="latency_ms")))
 
     def top1(arch: Any) -> float | None:
         res = retrained.get(arch.hash)
@@ -195,9 +218,11 @@ def _finish(args: argparse.Namespace, run: Any, searches: list, baselines: list,
     summary = {"run": str(run.dir), "searches": [], "baselines": [], "plots": plots, "gflops_convention": GFLOPS_NOTE}
     for t, r in searches:
         g = r.argmax.cost().gflops
+        ms = latency(r.argmax) if latency is not None else None
         summary["searches"].append({
-            "target_gflops": t, "argmax": str(r.dir / "argmax.yaml"), "argmax_hash": r.argmax.hash,
-            "argmax_gflops": g, "off_target": g / t - 1, "argmax_top1": top1(r.argmax),
+            "target_gflops": None if latency else t, "argmax": str(r.dir / "argmax.yaml"), "argmax_hash": r.argmax.hash,
+            "argmax_gflops": g, "off_target": (ms if latency else g) / t - 1, "argmax_top1": top1(r.argmax),
+            **({"target_ms": t, "argmax_ms": ms} if latency is not None else {}),
             "top_k": [{"name": a.name, "hash": a.hash, "gflops": a.cost().gflops, "top1": top1(a)} for a in r.top_k],
             "search_s": r.wall_s, "supernet_step_s": r.step_s, "trajectory": str(r.dir / "trajectory.csv")})
     for b in baselines:
@@ -208,8 +233,12 @@ def _finish(args: argparse.Namespace, run: Any, searches: list, baselines: list,
     print(f"run {run.dir}")
     for s in summary["searches"]:
         acc = f"{s['argmax_top1']:.1f} %" if s["argmax_top1"] is not None else "not retrained"
-        print(f"  target {s['target_gflops']:g} GFLOPs: argmax {s['argmax_gflops']:.4g} GFLOPs ({s['off_target']:+.1%}), "
-              f"proxy top-1 {acc}  -> {s['argmax']}")
+        if "target_ms" in s:
+            print(f"  target {s['target_ms']:g} ms: argmax {s['argmax_ms']:.4g} ms predicted ({s['off_target']:+.1%}), "
+                  f"{s['argmax_gflops']:.4g} GFLOPs, proxy top-1 {acc}  -> {s['argmax']}")
+        else:
+            print(f"  target {s['target_gflops']:g} GFLOPs: argmax {s['argmax_gflops']:.4g} GFLOPs ({s['off_target']:+.1%}), "
+                  f"proxy top-1 {acc}  -> {s['argmax']}")
         for a in s["top_k"]:
             acc = f"{a['top1']:.1f} %" if a["top1"] is not None else "-"
             print(f"    {a['name']:<34} {a['gflops']:.4g} GFLOPs  top-1 {acc}")

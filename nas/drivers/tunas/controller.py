@@ -213,7 +213,7 @@ class Step:
 
     indices: dict[str, int]
     arch: Arch
-    gflops: float
+    gflops: float  # the controller's cost of ``arch``: GFLOPs, or the unit of its ``cost_fn``
     warm: dict[str, str]  # label -> "mixed" | "max" for the dims the warm-ups overrode this step
     mixed_labels: list[str]
 
@@ -223,7 +223,7 @@ class Controller:
 
     Args:
         space: the search space.
-        target_gflops: the cost target T0 in GFLOPs.
+        target_gflops: the cost target T0, in the unit of ``cost_fn`` (GFLOPs by default).
         total_steps: T, the number of search steps (sets the warm-up and RL-delay schedules).
         fixed: values of the choices the search does not decide.
         lr: base RL learning rate (TuNAS: 3e-4 x batch/256; a short CPU search needs more).

@@ -40,8 +40,9 @@ class TunasConfig:
     """What a multi-target TuNAS run does besides each search's own hyper-parameters.
 
     Attributes:
-        search: every search's settings; its ``target_gflops`` is replaced by each of ``targets``.
-        targets: the cost targets, one search each (default: the search config's own target).
+        search: every search's settings; its target (``target_gflops``, or ``target_ms`` for a latency
+            search) is replaced by each of ``targets``.
+        targets: the cost targets in the search's unit, one search each (default: its own target).
         top_k: most probable architectures of each final policy retrained besides the argmax.
         retrain: whether to retrain the winners and baselines at all.
     """
@@ -56,13 +57,14 @@ class TunasConfig:
             raise ValueError(f"top_k: got {self.top_k}; allowed: an integer >= 0")
         for t in self.targets:
             if not (t > 0 and math.isfinite(t)):
-                raise ValueError(f"targets: got {t!r}; allowed: positive GFLOPs")
+                raise ValueError(f"targets: got {t!r}; allowed: positive numbers (GFLOPs, or ms for a latency search)")
 
     @property
     def configs(self) -> list["SearchConfig"]:
         """One search config per target, in order."""
-        targets = self.targets or (self.search.target_gflops,)
-        return [dataclasses.replace(self.search, target_gflops=t) for t in dict.fromkeys(targets)]
+        targets = self.targets or (self.search.target,)
+        key = "target_ms" if self.search.target_ms is not None else "target_gflops"
+        return [dataclasses.replace(self.search, **{key: t}) for t in dict.fromkeys(targets)]
 
 
 @dataclass
@@ -80,9 +82,14 @@ class TunasResult:
         return res.top1 if res is not None and res.status == "ok" else None
 
 
-def search_dir(out_dir: str | Path, target: float) -> Path:
-    """Where the search for ``target`` writes (``<out_dir>/search-<target>``)."""
-    return Path(out_dir) / f"search-{target:g}"
+def search_dir(out_dir: str | Path, target: float, unit: str = "gflops") -> Path:
+    """Where the search for ``target`` writes: ``<out_dir>/search-<target>`` (GFLOPs) or
+    ``<out_dir>/search-<target>ms`` (a latency target)."""
+    return Path(out_dir) / f"search-{target:g}{'ms' if unit == 'ms' else ''}"
+
+
+def _dir_of(out_dir: str | Path, cfg: "SearchConfig") -> Path:
+    return search_dir(out_dir, cfg.target, "ms" if cfg.target_ms is not None else "gflops")
 
 
 def reclip(arch: "Arch", clip: tuple[int, int, int], suffix: bool = True) -> "Arch":
@@ -98,21 +105,23 @@ def reclip(arch: "Arch", clip: tuple[int, int, int], suffix: bool = True) -> "Ar
     return Arch.from_dict(doc)
 
 
-def nearest_baselines(space: "Space", targets: Sequence[float], clip: tuple[int, int, int]) -> list["Arch"]:
-    """The space's reference architecture nearest each target in log-GFLOPs, re-clipped to ``clip``
-    (each at most once)."""
+def nearest_baselines(space: "Space", targets: Sequence[float], clip: tuple[int, int, int],
+                      cost: Callable[["Arch"], float] | None = None) -> list["Arch"]:
+    """The space's reference architecture nearest each target in log-cost (GFLOPs, or ``cost``: e.g.
+    predicted milliseconds for latency targets), re-clipped to ``clip`` (each at most once)."""
     from nas.registry import arch_names, load_arch
 
     candidates = [reclip(load_arch(n), clip) for n in arch_names() if load_arch(n).space == space.name]
     chosen: dict[str, Any] = {}
     for t in targets:
         if candidates:
-            best = min(candidates, key=lambda a: abs(math.log(a.cost().gflops / t)))
+            best = min(candidates, key=lambda a: abs(math.log((cost(a) if cost else a.cost().gflops) / t)))
             chosen[best.hash] = best
     return list(chosen.values())
 
 
-def _search_job(space: "Space", cfg: "SearchConfig", out_dir: str, data: str, top_k: int) -> "SearchResult":
+def _search_job(space: "Space", cfg: "SearchConfig", out_dir: str, data: str, top_k: int,
+                latency: Callable[["Arch"], float] | None = None) -> "SearchResult":
     """One search as a worker job: its status lines go to ``out_dir/search.log`` (a worker has no terminal)."""
     from nas.drivers.tunas.search import run_search
 
@@ -122,13 +131,14 @@ def _search_job(space: "Space", cfg: "SearchConfig", out_dir: str, data: str, to
             log_file.write(message + "\n")
             log_file.flush()
 
-        return run_search(space, cfg, out_dir, data=data, top_k=top_k, progress=False, log=log)
+        return run_search(space, cfg, out_dir, data=data, top_k=top_k, progress=False, log=log, latency=latency)
 
 
 def search_and_retrain(space: "Space", config: TunasConfig, evaluator: "Evaluator", *, out_dir: str | Path,
                        data: str = "synthetic", baselines: Sequence["Arch"] = (),
                        map_fn: Callable[..., list[Any]] | None = None, progress: bool = False,
-                       log: Callable[[str], None] = print, stop_after: int | None = None) -> TunasResult:
+                       log: Callable[[str], None] = print, stop_after: int | None = None,
+                       latency: Callable[["Arch"], float] | None = None) -> TunasResult:
     """Search every target of ``config``, then retrain the winners and ``baselines`` with ``evaluator``.
 
     Args:
@@ -145,6 +155,7 @@ def search_and_retrain(space: "Space", config: TunasConfig, evaluator: "Evaluato
         log: status lines.
         stop_after: stop each in-process search after this many steps (fault injection in tests);
             a search stopped early is returned unfinished and nothing is retrained.
+        latency: an architecture's predicted milliseconds, for searches with ``target_ms``.
 
     Returns:
         The searches, the baselines and the retrained results.
@@ -158,31 +169,39 @@ def search_and_retrain(space: "Space", config: TunasConfig, evaluator: "Evaluato
     if len(configs) > 1 and map_fn is not None and stop_after is None:
         # each job's status lines go to search-<target>/search.log
         results = map_fn(_search_job, [
-            {"space": space, "cfg": cfg, "out_dir": str(search_dir(out_dir, cfg.target_gflops)), "data": data,
-             "top_k": config.top_k} for cfg in configs])
+            {"space": space, "cfg": cfg, "out_dir": str(_dir_of(out_dir, cfg)), "data": data,
+             "top_k": config.top_k, "latency": latency} for cfg in configs])
     else:
         results = []
         for cfg in configs:
-            result = run_search(space, cfg, search_dir(out_dir, cfg.target_gflops), data=data, top_k=config.top_k,
-                                progress=progress, log=log, stop_after=stop_after)
+            result = run_search(space, cfg, _dir_of(out_dir, cfg), data=data, top_k=config.top_k,
+                                progress=progress, log=log, stop_after=stop_after, latency=latency)
             results.append(result)
             if result.steps_done < cfg.steps:
-                return TunasResult([(c.target_gflops, r) for c, r in zip(configs, results)], list(baselines))
-    searches = [(cfg.target_gflops, result) for cfg, result in zip(configs, results)]
+                return TunasResult([(c.target, r) for c, r in zip(configs, results)], list(baselines))
+    searches = [(cfg.target, result) for cfg, result in zip(configs, results)]
+    in_ms = config.search.target_ms is not None
     for t, result in searches:
         g = result.argmax.cost().gflops
-        log(f"search: target {t:g}: argmax {g:.4g} GFLOPs ({g / t - 1:+.1%}), {result.wall_s:.0f} s, "
-            f"{result.step_s:.2f} s per supernet training step")
+        if in_ms:
+            ms = latency(result.argmax) if latency else math.nan
+            log(f"search: target {t:g} ms: argmax {ms:.4g} ms predicted ({ms / t - 1:+.1%}), {g:.4g} GFLOPs, "
+                f"{result.wall_s:.0f} s, {result.step_s:.2f} s per supernet training step")
+        else:
+            log(f"search: target {t:g}: argmax {g:.4g} GFLOPs ({g / t - 1:+.1%}), {result.wall_s:.0f} s, "
+                f"{result.step_s:.2f} s per supernet training step")
     out = TunasResult(searches, list(baselines))
     if config.retrain:
         archs, tags = [], []
         for t, result in searches:
             for role, arch in [("argmax", result.argmax)] + [(f"top{i + 1}", a) for i, a in enumerate(result.top_k)]:
                 archs.append(arch)
-                tags.append({"driver": "search", "role": role, "target_gflops": t})
+                tags.append({"driver": "search", "role": role, **({"target_ms": t, "latency_ms": latency(arch)}
+                                                                   if in_ms and latency else {"target_gflops": t})})
         for b in baselines:
             archs.append(b)
-            tags.append({"driver": "search", "role": "baseline"})
+            tags.append({"driver": "search", "role": "baseline",
+                         **({"latency_ms": latency(b)} if in_ms and latency else {})})
         log(f"retraining {len(archs)} architecture(s) from scratch with the proxy")
         for arch, res in zip(archs, evaluator.evaluate(archs, tags)):
             out.retrained[arch.hash] = res

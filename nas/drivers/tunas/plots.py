@@ -30,17 +30,19 @@ def policy_plot(trajectory: Sequence[Mapping[str, Any]], policy_rows: Sequence[M
     axes = fig.subplots(3, 1, sharex=True, gridspec_kw={"height_ratios": [1.2, 1, 1.4]})
     steps = [r["step"] for r in trajectory]
     ax = axes[0]
-    ax.plot(steps, [r["sampled_gflops"] for r in trajectory], ".", ms=3, alpha=0.4, label="sampled (trained)")
-    logged = [r for r in trajectory if isinstance(r.get("expected_gflops"), float) and math.isfinite(r["expected_gflops"])]
+    # the search's own cost: predicted latency for a --target-ms search, else GFLOPs
+    unit = "ms" if trajectory and trajectory[0].get("target_ms") else "gflops"
+    ax.plot(steps, [r[f"sampled_{unit}"] for r in trajectory], ".", ms=3, alpha=0.4, label="sampled (trained)")
+    logged = [r for r in trajectory if isinstance(r.get(f"expected_{unit}"), float) and math.isfinite(r[f"expected_{unit}"])]
     if logged:
-        ax.plot([r["step"] for r in logged], [r["expected_gflops"] for r in logged], "-", lw=1.5, label="expected (policy)")
-        ax.plot([r["step"] for r in logged], [r["argmax_gflops"] for r in logged], "-", lw=1.5, label="argmax")
-    target = trajectory[0]["target_gflops"] if trajectory else None
+        ax.plot([r["step"] for r in logged], [r[f"expected_{unit}"] for r in logged], "-", lw=1.5, label="expected (policy)")
+        ax.plot([r["step"] for r in logged], [r[f"argmax_{unit}"] for r in logged], "-", lw=1.5, label="argmax")
+    target = trajectory[0][f"target_{unit}"] if trajectory else None
     if target:
         ax.axhline(target, color="k", ls="--", lw=1, label="target")
         ax.axhspan(target * 0.95, target * 1.05, color="k", alpha=0.07, label="target ±5 %")
     ax.set_yscale("log")
-    ax.set_ylabel("GFLOPs")
+    ax.set_ylabel("GFLOPs" if unit == "gflops" else "predicted latency (ms per clip)")
     ax.legend(fontsize=7, loc="upper right")
     ax.grid(True, which="both", alpha=0.3)
     ax = axes[1]

@@ -28,12 +28,12 @@ __all__ = ["searches_in", "load_search_config", "spanning_archs", "supernet_top1
 
 
 def searches_in(run_dir: str | Path) -> dict[float, Path]:
-    """Target GFLOPs -> folder of each search of an ``xnas search`` run that left a supernet
-    (``search-<target>/checkpoint.pt``)."""
+    """Target (GFLOPs, or ms for a latency search) -> folder of each search of an ``xnas search`` run that
+    left a supernet (``search-<target>/checkpoint.pt``, ``search-<target>ms/checkpoint.pt``)."""
     found = {}
     for ckpt in sorted(Path(run_dir).glob("search-*/checkpoint.pt")):
         try:
-            found[float(ckpt.parent.name.removeprefix("search-"))] = ckpt.parent
+            found[float(ckpt.parent.name.removeprefix("search-").removesuffix("ms"))] = ckpt.parent
         except ValueError:
             continue
     return found

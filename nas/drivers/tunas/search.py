@@ -48,7 +48,8 @@ __all__ = ["SearchConfig", "SearchResult", "run_search", "supernet_loss", "defau
            "SupernetData", "warmup_steps"]
 
 TRAJECTORY_COLUMNS = ("step", "loss", "q", "reward", "baseline", "advantage", "rl_lr", "warmup_p", "entropy",
-                      "sampled_gflops", "expected_gflops", "argmax_gflops", "supernet_top1", "target_gflops", "wall_s")
+                      "sampled_gflops", "expected_gflops", "argmax_gflops", "supernet_top1", "target_gflops", "wall_s",
+                      "sampled_ms", "expected_ms", "argmax_ms", "target_ms")
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,8 @@ class SearchConfig:
     """Everything that decides a search's result (its hash names the checkpoint it may resume).
 
     Attributes:
-        target_gflops: the cost target T0 (GFLOPs = multiply-adds x 1e-9 at the fixed clip).
+        target_gflops: the cost target T0 (GFLOPs = multiply-adds x 1e-9 at the fixed clip); ``None``
+            with ``target_ms``.
         fixed: values of the choices the search does not decide: the clip (the supernet trains at
             one input size) and the head dropout.
         steps: search steps T (one architecture per step).
@@ -80,9 +82,11 @@ class SearchConfig:
         seed: seeds the supernet init, the batches and the controller.
         expected_samples: Monte-Carlo draws for the logged expected cost.
         log_every: steps between trajectory rows; checkpoint_every: steps between checkpoints.
+        target_ms: search against predicted latency instead (milliseconds per clip at the fixed clip,
+            batch 1): the reward's cost is :func:`run_search`'s ``latency`` of each sampled architecture.
     """
 
-    target_gflops: float
+    target_gflops: float | None
     fixed: Mapping[str, Any] = field(default_factory=dict)
     steps: int = 600
     batch_size: int = 4
@@ -104,11 +108,18 @@ class SearchConfig:
     expected_samples: int = 32
     log_every: int = 5
     checkpoint_every: int = 30
+    target_ms: float | None = None
 
     def __post_init__(self) -> None:
+        def positive(v: Any) -> bool:
+            return isinstance(v, (int, float)) and v > 0 and math.isfinite(v)
+
         checks = [
-            ("target_gflops", self.target_gflops, self.target_gflops > 0 and math.isfinite(self.target_gflops),
-             "a positive number"),
+            ("target_gflops", self.target_gflops,
+             positive(self.target_gflops) if self.target_ms is None else self.target_gflops is None,
+             "a positive number (None with target_ms: one cost target)"),
+            ("target_ms", self.target_ms, self.target_ms is None or positive(self.target_ms),
+             "a positive number of milliseconds or None"),
             ("steps", self.steps, self.steps >= 1, "an integer >= 1"),
             ("batch_size", self.batch_size, self.batch_size >= 1, "an integer >= 1"),
             ("archs_per_step", self.archs_per_step, self.archs_per_step >= 1, "an integer >= 1"),
@@ -127,10 +138,23 @@ class SearchConfig:
             if not ok:
                 raise ValueError(f"search.{name}: got {value!r}; allowed: {allowed}")
 
+    @property
+    def target(self) -> float:
+        """The cost target in the search's unit: GFLOPs, or predicted milliseconds with ``target_ms``."""
+        return float(self.target_ms if self.target_ms is not None else self.target_gflops)  # type: ignore[arg-type]
+
+    @property
+    def target_label(self) -> str:
+        """The target as names and folders show it: ``0.18`` (GFLOPs) or ``40ms``."""
+        return f"{self.target:g}ms" if self.target_ms is not None else f"{self.target:g}"
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready fields."""
+        """Plain JSON-ready fields (``target_ms`` only when set: configurations from before it existed
+        keep their hash, so their checkpoints still resume)."""
         d = dataclasses.asdict(self)
         d["fixed"] = dict(self.fixed)
+        if d["target_ms"] is None:
+            del d["target_ms"]
         return d
 
     @property
@@ -277,7 +301,8 @@ def _save(path: Path, state: dict[str, Any]) -> None:
 
 def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: str = "synthetic", top_k: int = 2,
                progress: bool | None = None, log: Callable[[str], None] | None = None,
-               stop_after: int | None = None, plot: bool = True) -> SearchResult:
+               stop_after: int | None = None, plot: bool = True,
+               latency: Callable[[Arch], float] | None = None) -> SearchResult:
     """Run (or resume, or reload a finished) TuNAS search and write its outputs under ``out_dir``.
 
     Outputs: ``checkpoint.pt`` (everything needed to resume), ``argmax.yaml`` (the final
@@ -295,7 +320,16 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
         log: where status lines go (default: stderr).
         stop_after: stop after this many steps in total (checkpointing first) -- tests of resume.
         plot: draw ``policy.png`` (tests skip it: matplotlib costs seconds).
+        latency: an architecture's predicted milliseconds (:meth:`nas.latency.LatencyTable.predict_ms`):
+            the controller's cost with ``cfg.target_ms`` (required then).
+
+    Raises:
+        ValueError: ``cfg.target_ms`` without ``latency``.
     """
+    if cfg.target_ms is not None and latency is None:
+        raise ValueError(f"latency: got None with target_ms {cfg.target_ms:g}; allowed: a function giving an "
+                         "architecture's predicted milliseconds (nas.latency.LatencyTable.predict_ms)")
+    in_ms = cfg.target_ms is not None
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -309,9 +343,9 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
         opt: torch.optim.Optimizer = torch.optim.Adam(supernet.parameters(), lr=cfg.lr)
     else:
         opt = RMSpropTF(supernet.parameters(), lr=cfg.lr, rho=0.9, momentum=0.9, eps=1.0, ms_init=1.0)  # TF 1.x
-    ctrl = Controller(space, cfg.target_gflops, cfg.steps, fixed=fixed, lr=cfg.rl_lr, beta=cfg.beta,
+    ctrl = Controller(space, cfg.target, cfg.steps, fixed=fixed, lr=cfg.rl_lr, beta=cfg.beta,
                       reward_kind=cfg.reward, warmup_fraction=cfg.warmup_fraction,
-                      rl_delay_fraction=cfg.warmup_fraction, seed=cfg.seed)
+                      rl_delay_fraction=cfg.warmup_fraction, seed=cfg.seed, cost_fn=latency if in_ms else None)
     positions = kernel_positions(space)
     trajectory: list[dict[str, Any]] = []
     policy_rows: list[dict[str, Any]] = []
@@ -373,11 +407,16 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
         info = ctrl.update_many([(s.indices, q, s.gflops) for s, q in zip(sampled_now, qs)])
         row = {"step": done, "loss": metrics["loss"], "q": sum(qs) / k_archs, **info,
                "warmup_p": warmup_probability(step, cfg.steps, cfg.warmup_fraction),
-               "sampled_gflops": sum(s.gflops for s in sampled_now) / k_archs, "target_gflops": cfg.target_gflops,
-               "total_steps": cfg.steps}
+               "sampled_gflops": sum(s.arch.cost().gflops for s in sampled_now) / k_archs,
+               "target_gflops": cfg.target_gflops, "total_steps": cfg.steps}
+        if in_ms:  # the controller's cost is the predicted latency: log it beside the GFLOPs
+            row.update(sampled_ms=sum(s.gflops for s in sampled_now) / k_archs, target_ms=cfg.target_ms)
         if done % cfg.log_every == 0 or done == cfg.steps:
-            row["expected_gflops"] = ctrl.expected_cost(cfg.expected_samples, seed=done)
-            row["argmax_gflops"] = ctrl.cost(ctrl.argmax_arch())
+            argmax_now = ctrl.argmax_arch()
+            row["expected_ms" if in_ms else "expected_gflops"] = ctrl.expected_cost(cfg.expected_samples, seed=done)
+            row["argmax_gflops"] = argmax_now.cost().gflops
+            if in_ms:
+                row["argmax_ms"] = ctrl.cost(argmax_now)
             held = loaded.batch("held", step * k_archs, cfg.batch_size * cfg.val_multiplier)
             row["supernet_top1"] = heldout_top1(supernet, argmax_path(), [held])
             for label, probs in ctrl.policy.probs().items():
@@ -406,29 +445,30 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
     loop = run_steps(opt, train_step, start=start, end=end, total=cfg.steps, base_lr=cfg.lr,
                      warmup=warmup_steps(cfg.steps), checkpoint_every=cfg.checkpoint_every, save=save,
                      checkpoint_at_end=True, after_step=after_step, progress=progress_on,
-                     label=f"tunas @{cfg.target_gflops:g}",
+                     label=f"tunas @{cfg.target_label}",
                      describe=lambda m: f"loss {m['loss']:.3f} Q {m['q']:.2f} sampled {m['sampled_gflops']:.3g} GFLOPs")
     train_time, train_steps = train_time_before + loop.train_s, train_steps_before + loop.steps_done - start
     steps_done = loop.steps_done
     if loop.failure:
         log(f"search: stopped: {loop.failure}")
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    argmax = ctrl.argmax_arch(name=f"{space.name}-tunas-{cfg.target_gflops:g}")
+    argmax = ctrl.argmax_arch(name=f"{space.name}-tunas-{cfg.target_label}")
     top = ctrl.top_k(top_k, n=max(32, 16 * top_k), seed=cfg.seed, exclude=[argmax.hash]) if top_k else []
-    top = [a.renamed(f"{space.name}-tunas-{cfg.target_gflops:g}-top{i + 1}") for i, a in enumerate(top)]
+    top = [a.renamed(f"{space.name}-tunas-{cfg.target_label}-top{i + 1}") for i, a in enumerate(top)]
     size = cfg.batch_size * cfg.val_multiplier
     n_held = len(loaded.held[1])
     final_top1 = heldout_top1(supernet, argmax_path(),
                               [loaded.batch("held", i, size) for i in range(max(1, n_held // size))])
+    argmax_ms = ctrl.cost(argmax) if in_ms else None
     result = SearchResult(argmax=argmax, top_k=top, trajectory=trajectory, policy=ctrl.policy.probs(), dir=out,
                           steps_done=steps_done, wall_s=wall, step_s=train_time / max(1, train_steps), cpu_s=cpu,
                           supernet_top1=final_top1, chance_top1=100.0 / loaded.num_classes)
-    _write_outputs(result, cfg, policy_rows, setup_s, plot)
+    _write_outputs(result, cfg, policy_rows, setup_s, plot, argmax_ms)
     return result
 
 
 def _write_outputs(result: SearchResult, cfg: SearchConfig, policy_rows: list[dict[str, Any]], setup_s: float,
-                   plot: bool = True) -> None:
+                   plot: bool = True, argmax_ms: float | None = None) -> None:
     out = result.dir
     result.argmax.save(out / "argmax.yaml")
     for i, arch in enumerate(result.top_k):
@@ -443,8 +483,10 @@ def _write_outputs(result: SearchResult, cfg: SearchConfig, policy_rows: list[di
         w.writeheader()
         w.writerows(policy_rows)
     cost = result.argmax.cost().gflops
+    in_unit = argmax_ms if cfg.target_ms is not None else cost
     summary = {"target_gflops": cfg.target_gflops, "argmax": result.argmax.name, "argmax_hash": result.argmax.hash,
-               "argmax_gflops": cost, "argmax_off_target": cost / cfg.target_gflops - 1,
+               "argmax_gflops": cost, "argmax_off_target": in_unit / cfg.target - 1,
+               **({"target_ms": cfg.target_ms, "argmax_ms": argmax_ms} if cfg.target_ms is not None else {}),
                "top_k": [{"name": a.name, "hash": a.hash, "gflops": a.cost().gflops} for a in result.top_k],
                "steps_done": result.steps_done, "steps": cfg.steps, "search_wall_s": result.wall_s,
                "search_cpu_s": result.cpu_s,
@@ -455,4 +497,4 @@ def _write_outputs(result: SearchResult, cfg: SearchConfig, policy_rows: list[di
     if plot and result.trajectory:
         from nas.drivers.tunas.plots import policy_plot
 
-        policy_plot(result.trajectory, policy_rows, out / "policy.png", title=f"TuNAS policy, target {cfg.target_gflops:g} GFLOPs")
+        policy_plot(result.trajectory, policy_rows, out / "policy.png", title=f"TuNAS policy, target {cfg.target:g} {'ms' if cfg.target_ms else 'GFLOPs'}")
