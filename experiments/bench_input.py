@@ -8,6 +8,9 @@ clips/s the trainer consumes, measured side by side in one run (issue 19).
   decode with PyAV, scale jitter, random crop, the same clip geometry), with nothing else running,
   for ``--loader-workers`` 0, 1 and 2 and with the decode-once cache cold (every video decoded while
   the cache fills), warm, and off (every clip decoded from the file);
+* **Ray Data** (``--ray-data``): the same items read by Ray Data tasks (``map_batches`` over the
+  trainer's keys, ``iter_batches`` with prefetching, order preserved), the alternative to the torch
+  ``DataLoader`` the trainer uses, on a local Ray started for it (start-up not counted);
 * **end to end**: ``nas.train.evaluate`` on the same videos at proxy size, loader workers 0 and 1,
   cache warm: the training clips/s a trial reports.
 
@@ -31,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -102,6 +106,33 @@ def delivered(data_dir: Path, arch: Arch, proxy: Proxy, workers: int, batches: i
         loader.close()
 
 
+def delivered_ray_data(data_dir: Path, arch: Arch, proxy: Proxy, tasks: int, batches: int) -> float:
+    """Clips/s Ray Data delivers for the same keys (``tasks`` concurrent reader tasks), after its first batch."""
+    import ray
+
+    from nas.data.loader import EpochItems
+
+    train, _, _ = make_data(str(data_dir), arch, proxy, seed=0)
+    keys = epoch_batches(batch_indices(len(train), proxy.batch_size, 0, 0), len(train), proxy.batch_size, 0)
+    flat = [{"epoch": e, "item": i} for _ in range(batches + 1) for e, i in next(keys)]
+    items = EpochItems(train)
+
+    def read(batch: dict) -> dict:
+        got = [items[(int(e), int(i))] for e, i in zip(batch["epoch"], batch["item"])]
+        return {"clip": np.stack([c for c, _, _ in got]), "label": np.asarray([lab for _, lab, _ in got])}
+
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    stream = ray.data.from_items(flat).map_batches(read, batch_size=proxy.batch_size, concurrency=tasks)
+    it = stream.iter_batches(batch_size=proxy.batch_size, prefetch_batches=4, batch_format="numpy")
+    next(it)  # start-up (tasks launched, first batch) not counted
+    t0 = time.perf_counter()
+    n = 0
+    for batch in it:
+        n += len(batch["label"])
+    return n / (time.perf_counter() - t0)
+
+
 def end_to_end(data_dir: Path, arch: Arch, proxy: Proxy, workers: int) -> float:
     from nas.train import evaluate
 
@@ -118,6 +149,8 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=12, help="batches timed per pipeline setting")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of the training process")
     parser.add_argument("--out", type=Path, help="also write the report here (markdown)")
+    parser.add_argument("--ray-data", action="store_true", help="also measure Ray Data as the reader (proxy clip)")
+    parser.add_argument("--proxy-only", action="store_true", help="only the proxy clip (skip full size)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     work = Path(tempfile.mkdtemp(prefix="xnas-bench-input-"))
@@ -142,7 +175,8 @@ def main() -> None:
     say()
     say("| clip | trainer consumes (clips/s, layout) | pipeline | loader workers | delivers (clips/s) | delivered / consumed |")
     say("|---|---|---|---|---|---|")
-    for label, scale, steps in (("proxy 13×24²", 0.15, 8), ("full 13×160²", 1.0, 3)):
+    sizes = (("proxy 13×24²", 0.15, 8),) + (() if args.proxy_only else (("full 13×160²", 1.0, 3),))
+    for label, scale, steps in sizes:
         proxy = Proxy(batch_size=args.batch, size_scale=scale, layout="auto")
         eat, layout = consumed(arch, proxy, steps)
         shutil.rmtree(cache, ignore_errors=True)
@@ -156,6 +190,16 @@ def main() -> None:
                 os.environ["XNAS_VIDEO_CACHE"] = str(cache)
             rate = delivered(data_dir, arch, proxy, workers, n)
             say(f"| {label} | {eat:.1f} ({layout}) | {name} | {workers} | {rate:.1f} | **{rate / eat:.2f}x** |")
+        if args.ray_data and scale < 1:
+            import ray
+
+            ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
+                     object_store_memory=300 * 1024**2, _temp_dir=str(work / "ray"))
+            for tasks in (1, 2):
+                rate = delivered_ray_data(data_dir, arch, proxy, tasks, n)
+                say(f"| {label} | {eat:.1f} ({layout}) | cache warm, Ray Data | {tasks} task(s) | {rate:.1f} | "
+                    f"**{rate / eat:.2f}x** |")
+            ray.shutdown()
         os.environ["XNAS_VIDEO_CACHE"] = str(cache)
     say()
     proxy = Proxy(batch_size=args.batch, size_scale=0.15, steps=40, val_clips=16, checkpoint_every=0)
