@@ -123,8 +123,10 @@ def delivered_ray_data(data_dir: Path, arch: Arch, proxy: Proxy, tasks: int, bat
 
     context = ray.data.DataContext.get_current()
     context.execution_options.preserve_order = True
-    stream = ray.data.from_items(flat).map_batches(read, batch_size=proxy.batch_size, concurrency=tasks)
-    it = stream.iter_batches(batch_size=proxy.batch_size, prefetch_batches=4, batch_format="numpy")
+    # one block per batch: Ray Data's default splits small inputs into a block (a task) per few items
+    stream = ray.data.from_items(flat, override_num_blocks=batches + 1).map_batches(read, batch_size=proxy.batch_size,
+                                                   compute=ray.data.TaskPoolStrategy(size=tasks))
+    it = iter(stream.iter_batches(batch_size=proxy.batch_size, prefetch_batches=4, batch_format="numpy"))
     next(it)  # start-up (tasks launched, first batch) not counted
     t0 = time.perf_counter()
     n = 0
@@ -190,9 +192,11 @@ def main() -> None:
                 os.environ["XNAS_VIDEO_CACHE"] = str(cache)
             rate = delivered(data_dir, arch, proxy, workers, n)
             say(f"| {label} | {eat:.1f} ({layout}) | {name} | {workers} | {rate:.1f} | **{rate / eat:.2f}x** |")
+        os.environ["XNAS_VIDEO_CACHE"] = str(cache)
         if args.ray_data and scale < 1:
             import ray
 
+            os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throw-away local instance
             ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False,
                      object_store_memory=300 * 1024**2, _temp_dir=str(work / "ray"))
             for tasks in (1, 2):
@@ -200,7 +204,6 @@ def main() -> None:
                 say(f"| {label} | {eat:.1f} ({layout}) | cache warm, Ray Data | {tasks} task(s) | {rate:.1f} | "
                     f"**{rate / eat:.2f}x** |")
             ray.shutdown()
-        os.environ["XNAS_VIDEO_CACHE"] = str(cache)
     say()
     proxy = Proxy(batch_size=args.batch, size_scale=0.15, steps=40, val_clips=16, checkpoint_every=0)
     say("End to end (`nas.train.evaluate`, 40 steps at the proxy clip, cache warm): training clips/s as the trial reports it")
