@@ -249,9 +249,15 @@ class Pair:
     axis: str = ""
     role: str = ""
     reference_status: str = "ok"
+    latency_ms: float | None = None  # the run's predicted latency (a --target-ms run's cost)
+
+    @property
+    def cost(self) -> float:
+        """The cost the run decided on: predicted ms for a latency-target run, else GFLOPs."""
+        return self.latency_ms if self.latency_ms is not None else self.gflops
 
     def as_dict(self) -> dict[str, Any]:
-        return {"hash": self.hash, "name": self.name, "gflops": self.gflops, "run_score": _json_float(self.run_score),
+        return {"hash": self.hash, "name": self.name, "gflops": self.gflops, "latency_ms": self.latency_ms, "run_score": _json_float(self.run_score),
                 "reference_score": _json_float(self.reference_score), "step": self.step, "axis": self.axis,
                 "role": self.role, "reference_status": self.reference_status}
 
@@ -297,8 +303,9 @@ def audit_steps(pairs: Sequence[Pair], accepted: Mapping[int, str], parents: Map
         parent = by_hash.get(parents.get(step, ""))
         choice = None
         if parent is not None and math.isfinite(parent.reference_score) and cands:
-            scored = [(criterion_score(criterion, c.reference_score, c.reference_loss, c.gflops,
-                                       parent.reference_score, parent.reference_loss, parent.gflops), c) for c in cands]
+            # the trade-off in the cost the run expanded in (GFLOPs, or predicted ms)
+            scored = [(criterion_score(criterion, c.reference_score, c.reference_loss, c.cost,
+                                       parent.reference_score, parent.reference_loss, parent.cost), c) for c in cands]
             best = max(s for s, _ in scored)
             tied = [c.axis for s, c in scored if s == best]
             choice = tied[0]

@@ -127,6 +127,15 @@ def test_expand_to_a_latency_target(tmp_path: Path, monkeypatch, capsys) -> None
         if r["role"] == "candidate" and r["ratio"]:
             assert float(r["latency_ms"]) > 0 and 1.3 < float(r["ratio"]) < 3.0  # x2 in latency, give or take rounding
     assert "ms predicted" in out and (run / "plots" / "expansion.png").is_file()
+    results = list(csv.DictReader((run / "results.csv").open()))
+    assert results and all(float(r["latency_ms"]) > 0 for r in results)
+    # audited with its own formula, every replayed decision is the run's: the replay divides by the
+    # log-ratio of the latency the run expanded in, not of GFLOPs
+    capsys.readouterr()
+    assert main(["fidelity", str(run), "--evaluator", "formula", "--formula", "x3d-factors", "--executor", "local",
+                 "--no-progress", "--expand-steps", "1,2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["steps"] and all(st["agree"] for st in report["steps"])
     assert json.loads((run / "config.json").read_text())["config"]["latency"]["threads"] == 1
     with pytest.raises(SystemExit):
         main(["expand", "--target-ms", "3", "--target-gflops", "1", *FORMULA])

@@ -306,3 +306,20 @@ def test_audit_with_a_real_proxy_reference_on_ray(tmp_path: Path, capsys) -> Non
     assert len(rows) == 7 and len({r["eval_key"] for r in rows}) == 1
     assert main(args) == 0
     assert len(read_results(runs / "p" / "fidelity" / "results.csv")) == 7
+
+
+def test_a_latency_target_run_is_replayed_in_latency() -> None:
+    """An expansion that ran on predicted latency is replayed with the log-ratio of latency: here the
+    GFLOPs ratios would pick ``width`` and the latency ratios pick ``depth``."""
+    from nas.fidelity import Pair, audit_steps
+
+    parent = Pair("p", "p", gflops=1.0, latency_ms=10.0, run_score=20.0, reference_score=20.0, reference_loss=1.0,
+                  step=0, role="start")
+    depth = Pair("d", "d", gflops=4.0, latency_ms=20.0, run_score=22.0, reference_score=22.0, reference_loss=1.0,
+                 step=1, axis="depth", role="candidate")
+    width = Pair("w", "w", gflops=2.0, latency_ms=20.0, run_score=21.5, reference_score=21.5, reference_loss=1.0,
+                 step=1, axis="width", role="candidate")
+    (step,) = audit_steps([parent, depth, width], {1: "depth"}, {1: "p"}, "gain-per-log-cost")
+    assert step.reference_choice == "depth" and step.agree
+    as_gflops = [Pair(**{**vars(p), "latency_ms": None}) for p in (parent, depth, width)]
+    assert audit_steps(as_gflops, {1: "depth"}, {1: "p"}, "gain-per-log-cost")[0].reference_choice == "width"

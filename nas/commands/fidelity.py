@@ -207,6 +207,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         ok = res.status == "ok"
         pairs.append(Pair(
             hash=r["hash"], name=r["name"], gflops=float(r["gflops"]),
+            latency_ms=float(r["latency_ms"]) if r.get("latency_ms") else None,
             run_score=float(r["loss"] if loss_metric else r["top1"]),
             reference_score=(res.loss if loss_metric else res.top1) if ok else float("nan"),
             reference_loss=res.loss if ok else float("nan"),

@@ -271,6 +271,7 @@ class Candidate:
     file: str = ""
     margin_se: float = float("nan")  # chosen candidates: top-1 lead over the step's runner-up, in SEs
     cost: float = 0.0  # in the run's unit (equal to macs without a measure)
+    in_ms: bool = False  # the cost is a predicted latency (a --target-ms run)
 
     @property
     def gflops(self) -> float:
@@ -289,7 +290,10 @@ class Candidate:
 
     def tags(self) -> dict[str, Any]:
         """What a recording evaluator copies into the results table."""
-        return {"driver": "expand", "step": self.step, "role": self.role, "axis": self.axis}
+        tags = {"driver": "expand", "step": self.step, "role": self.role, "axis": self.axis}
+        if self.in_ms:  # the results table's latency_ms column
+            tags["latency_ms"] = self.cost
+        return tags
 
 
 def _candidate(step: int, role: str, axis: str, doc: dict, name: str, parent_cost: float = 0.0,
@@ -301,7 +305,8 @@ def _candidate(step: int, role: str, axis: str, doc: dict, name: str, parent_cos
     cost = arch.cost()
     return Candidate(step=step, role=role, axis=axis, arch=arch, macs=cost.macs, params=cost.params,
                      parent_cost=parent_cost, wanted_cost=wanted, note=note,
-                     cost=float(cost.macs) if measure is None else float(measure(arch.to_dict())))
+                     cost=float(cost.macs) if measure is None else float(measure(arch.to_dict())),
+                     in_ms=measure is not None)
 
 
 def build_candidates(current: Arch, step: int, rate: float, axes: Sequence[str] = AXES, *, span: int = 32,
