@@ -1,0 +1,78 @@
+"""Can MoViNet blocks learn the default task at the search's clip and budget at all? (issue 20)
+
+A supernet can rank architectures only if a single architecture of its space learns the task within the
+search's budget. This trains MoViNet-A0, re-clipped to the search clip (8x5x112, the supernet's 0.125
+of the crop: 14²), stand-alone with the proxy trainer under budgets around the default search's per-
+architecture budget (600 steps x 4 clips) and reports its validation top-1 (chance: 100 / classes)
+with the binomial standard error, for each seed. Every trial goes through ``nas.train.evaluate``;
+results are cached in the output JSON, so a rerun only trains what is missing. Run::
+
+    .venv/bin/python experiments/tunas/standalone_budget.py [--seeds 0,1] [--out experiments/tunas/results/standalone_budget.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_train import matmul_peak  # noqa: E402
+
+from nas import load_arch  # noqa: E402
+from nas.drivers.tunas.driver import reclip  # noqa: E402
+from nas.proxy import Proxy  # noqa: E402
+from nas.train import evaluate  # noqa: E402
+
+# (label, steps, batch, size_scale, task): the default search gives each sampled architecture 4 clips a
+# step for 600 steps at 0.125 of the crop; the others ask what more clips, more steps, more pixels buy
+BUDGETS = [
+    ("search budget: 600 x 4 @ 14²", 600, 4, 0.125, "graded"),
+    ("4x clips: 600 x 16 @ 14²", 600, 16, 0.125, "graded"),
+    ("4x clips, 2.5x steps: 1500 x 16 @ 14²", 1500, 16, 0.125, "graded"),
+    ("4x clips, 2x pixels: 600 x 16 @ 28²", 600, 16, 0.25, "graded"),
+    ("search budget on event_order: 600 x 4 @ 14²", 600, 4, 0.125, "event_order"),
+    ("4x clips on event_order: 600 x 16 @ 14²", 600, 16, 0.125, "event_order"),
+]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seeds", default="0,1")
+    parser.add_argument("--val-clips", type=int, default=1024)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "standalone_budget.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    arch = reclip(load_arch("movinet-a0"), (8, 5, 112))
+    done = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": []}
+    have = {(r["label"], r["seed"]) for r in done["runs"]}
+    done.setdefault("matmul_gmacs", []).append(round(matmul_peak(), 1))
+    for label, steps, batch, scale, task in BUDGETS:
+        for seed in (int(s) for s in args.seeds.split(",")):
+            if (label, seed) in have:
+                continue
+            proxy = Proxy(steps=steps, batch_size=batch, size_scale=scale, task=task, val_clips=args.val_clips,
+                          train_clips=2048, checkpoint_every=0)
+            t0 = time.perf_counter()
+            r = evaluate(arch, "synthetic", proxy, seed=seed, progress=False)
+            p = r.top1 / 100
+            row = {"label": label, "seed": seed, "steps": steps, "batch": batch, "size_scale": scale, "task": task,
+                   "crop": r.size, "top1": r.top1, "se": 100 * math.sqrt(max(p * (1 - p), 1e-12) / args.val_clips),
+                   "loss": r.loss, "wall_s": round(time.perf_counter() - t0, 1), "status": r.status}
+            print(json.dumps(row), flush=True)
+            done["runs"].append(row)
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            args.out.write_text(json.dumps({**done, "arch": arch.name, "val_clips": args.val_clips,
+                                            "threads": args.threads}, indent=1))
+    done["matmul_gmacs"].append(round(matmul_peak(), 1))
+    args.out.write_text(json.dumps({**done, "arch": arch.name, "val_clips": args.val_clips, "threads": args.threads},
+                                   indent=1))
+
+
+if __name__ == "__main__":
+    main()
