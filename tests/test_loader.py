@@ -72,3 +72,33 @@ def test_a_trial_trains_the_same_with_a_reader_process() -> None:
     b = evaluate(arch, "synthetic", proxy, seed=1, progress=False, loader_workers=1)
     assert a.status == b.status == "ok"
     assert (a.top1, a.loss) == (b.top1, b.loss)
+
+
+class _FlakyData(_EpochData):
+    """Item 3 is undecodable: reading it records it (as VideoClips does) and serves the next item."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(n)
+        self.bad: dict[int, str] = {}
+
+    def unusable(self) -> dict[int, str]:
+        return dict(self.bad)
+
+    def note_unusable(self, found: dict[int, str]) -> None:
+        self.bad.update(found)
+
+    def __getitem__(self, i: int):
+        if i == 3:
+            self.bad[3] = "truncated"
+            i = 4
+        return super().__getitem__(i)
+
+
+def test_what_a_reader_process_finds_undecodable_reaches_the_training_process() -> None:
+    data = _FlakyData(6)
+    loader = Batches(data, iter([[(0, 2), (0, 3)], [(0, 5), (0, 0)]]), workers=1)
+    try:
+        next(loader)
+    finally:
+        loader.close()
+    assert data.unusable() == {3: "truncated"}  # found in the worker's copy, noted in this one
