@@ -132,7 +132,6 @@ def pareto_plot(results: "pandas.DataFrame", path: Path, *, baselines: Sequence[
             ax.scatter(sel[cost], sel["top1"], s=120, facecolors="none", edgecolors="red", linewidths=2,
                        label="chosen", zorder=5)
     if cost != "gflops":  # baselines in latency: only those evaluated in the run with a prediction
-        baselines = ()
         for _, row in ok.iterrows():
             if is_baseline(row):
                 ax.scatter([row[cost]], [row["top1"]], marker="*", s=140, color="tab:green", zorder=6)

@@ -53,7 +53,7 @@ COLUMNS = ("trial", "hash", "name", "driver", "step", "gflops", "params", "top1"
            "finished_at")
 # Columns added after the first release, with the value an older file's rows get when read ("" for a
 # column that has no meaningful old value). A file with an older header is read as if it had them, and
-# its writer rewrites it with the current header before its next append (one schema per file).
+# its writer rewrites it with the current header when it opens the run (one schema per file).
 ADDED_COLUMNS = {"workers": "1", "latency_ms": ""}
 
 # Config keys that do not change results: they may differ when a run is resumed.
@@ -151,11 +151,6 @@ def read_results(path: str | Path, *, repair: bool = False) -> list[dict[str, st
             writer.writeheader()
             writer.writerows(good)
     return good
-
-
-def _header_is_current(path: Path) -> bool:
-    with open(path, newline="") as f:
-        return next(csv.reader([f.readline()]), []) == list(COLUMNS)
 
 
 def results_frame(path: str | Path) -> "pandas.DataFrame":
@@ -501,9 +496,8 @@ class Run:
 
     def _append_row(self, row: Mapping[str, str]) -> None:
         new = not self.results_path.is_file() or self.results_path.stat().st_size == 0
-        if not new and (not _ends_with_newline(self.results_path) or not _header_is_current(self.results_path)):
-            # a torn last row from a killed writer, or an older header: rewrite the file first
-            read_results(self.results_path, repair=True)
+        if not new and not _ends_with_newline(self.results_path):
+            read_results(self.results_path, repair=True)  # a torn last row from a killed writer: drop it first
         with open(self.results_path, "a", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=COLUMNS)
             if new:

@@ -79,33 +79,42 @@ def profile(space_name: str, *, device: str, threads: int, batch: int, mode: str
     return table
 
 
+def table_for(arch: Any, *, device: str, threads: int, mode: str, batch: int, archs: int, max_gflops: float,
+              flag: str, seed: int = 0, log=print) -> Any:
+    """This machine's latency table, able to predict ``arch`` in ``mode``: the family's entries are
+    measured first when missing (``archs`` architectures of its shipped space). ``flag`` names the
+    command-line input an unsupported family is reported against."""
+    from nas.latency import LatencyError, LatencyTable, profile_space_for
+
+    table = LatencyTable.load(device, threads)
+    if table.has(arch, mode):
+        return table
+    try:
+        calibration = profile_space_for(arch, mode)
+    except LatencyError as err:
+        raise UsageError(f"{flag}: {err}") from None
+    log(f"no latency table for {arch.family}/{mode} on {device} at {threads} thread(s): measuring {archs} "
+        f"architectures of {calibration} first (xnas latency profile --space {calibration} does it ahead)")
+    return profile(calibration, device=device, threads=threads, batch=batch, mode=mode, archs=archs,
+                   max_gflops=max_gflops, seed=seed, log=log)
+
+
 def latency_cost(space: Any, *, threads: int, device: str = "cpu", archs: int = 12, max_gflops: float = 8.0,
                  log=print) -> "Callable[[Any], float]":
     """The predicted clip latency (ms, batch 1) of an architecture of ``space`` on this machine: what a
-    driver's ``--target-ms`` measures cost in. The family's table is measured first if this machine
-    has none (``archs`` architectures of its shipped space, as ``xnas latency`` does)."""
+    driver's ``--target-ms`` measures cost in (the family's table measured first if missing)."""
     import random
 
-    from nas.latency import LatencyError, LatencyTable, profile_space_for
-
     probe = space.freeze(space.random(random.Random(0)))
-    table = LatencyTable.load(device, threads)
-    if not table.has(probe, "clip"):
-        try:
-            calibration = profile_space_for(probe, "clip")
-        except LatencyError as err:
-            raise UsageError(f"--target-ms: {err}") from None
-        log(f"no latency table for {probe.family}/clip on {device} at {threads} thread(s): measuring {archs} "
-            f"architectures of {calibration} first (xnas latency profile --space {calibration} does it ahead)")
-        table = profile(calibration, device=device, threads=threads, batch=1, mode="clip", archs=archs,
-                        max_gflops=max_gflops, log=log)
+    table = table_for(probe, device=device, threads=threads, mode="clip", batch=1, archs=archs,
+                      max_gflops=max_gflops, flag="--target-ms", log=log)
     return lambda arch: table.predict_ms(arch, "clip", 1)
 
 
 def cmd_latency(args: argparse.Namespace) -> int:
     """Predict and measure (see the module docstring)."""
     from nas.errors import DSLError
-    from nas.latency import LatencyError, LatencyTable, features, profile_space_for, table_path
+    from nas.latency import LatencyError, features, table_path
     from nas.registry import load_arch
 
     _check_device(args.device)
@@ -123,16 +132,9 @@ def cmd_latency(args: argparse.Namespace) -> int:
         raise UsageError(f"ARCH: {err}") from None
     except LatencyError as err:
         raise UsageError(f"--{err}") from None
-    table = LatencyTable.load(args.device, args.threads)
-    if not table.has(arch, args.mode):
-        try:
-            space = profile_space_for(arch, args.mode)
-        except LatencyError as err:
-            raise UsageError(f"ARCH: {err}") from None
-        err_log(f"no latency table for {arch.family}/{args.mode} on {args.device} at {args.threads} thread(s): "
-                f"measuring {args.profile_archs} architectures of {space} first")
-        table = profile(space, device=args.device, threads=args.threads, batch=args.batch, mode=args.mode,
-                        archs=args.profile_archs, max_gflops=args.profile_max_gflops, seed=args.seed, log=err_log)
+    table = table_for(arch, device=args.device, threads=args.threads, mode=args.mode, batch=args.batch,
+                      archs=args.profile_archs, max_gflops=args.profile_max_gflops, flag="ARCH", seed=args.seed,
+                      log=err_log)
     t0 = time.perf_counter()
     predicted = table.predict_ms(arch, args.mode, args.batch)
     predict_us = (time.perf_counter() - t0) * 1e6

@@ -229,24 +229,24 @@ def solve_axis(doc: dict, axis: str, target_macs: float, *, low: float, high: fl
     if low > high:
         return None
 
-    def macs_at(v: float) -> float:  # the cost in the run's unit
+    def cost_at(v: float) -> float:  # in the run's unit
         return _cost_of(_moved(doc, axis, v, span, bounds), measure)
 
-    m_low, m_high = macs_at(low), macs_at(high)
+    m_low, m_high = cost_at(low), cost_at(high)
     if m_high <= target_macs:
         levels = [m_high]
     elif m_low >= target_macs:
         levels = [m_low]
     else:  # bracket the target: the first level >= target and the one just below it
-        below, t = _bracket(lambda v: macs_at(v) >= target_macs, low, high)
-        levels = [m for m in (macs_at(t), macs_at(below)) if m > 0]
+        below, t = _bracket(lambda v: cost_at(v) >= target_macs, low, high)
+        levels = [m for m in (cost_at(t), cost_at(below)) if m > 0]
     level = min(levels, key=lambda m: (abs(math.log(m / target_macs)), m))
     # the interval of the variable that gives exactly this level
-    a = low if macs_at(low) >= level else _first_true(lambda v: macs_at(v) >= level, low, high)
-    b = high if macs_at(high) <= level else _first_true(lambda v: macs_at(v) > level, low, high)
-    if b == high and macs_at(high) == level:
+    a = low if cost_at(low) >= level else _first_true(lambda v: cost_at(v) >= level, low, high)
+    b = high if cost_at(high) <= level else _first_true(lambda v: cost_at(v) > level, low, high)
+    if b == high and cost_at(high) == level:
         b = math.nextafter(high, math.inf)
-    value = _simplest_in(a, b, lambda v: low <= v <= high and macs_at(v) == level)
+    value = _simplest_in(a, b, lambda v: low <= v <= high and cost_at(v) == level)
     new = _moved(doc, axis, value, span, bounds)
     return Solution(axis=axis, value=value, doc=new, macs=_family_cost(new).macs, cost=_cost_of(new, measure))
 
@@ -321,8 +321,8 @@ def build_candidates(current: Arch, step: int, rate: float, axes: Sequence[str] 
     """
     bounds = bounds or factor_bounds(current)
     doc = current.to_dict()
-    macs_now = _cost_of(doc, measure)  # in the run's unit
-    wanted = rate * macs_now
+    cost_now = _cost_of(doc, measure)  # in the run's unit
+    wanted = rate * cost_now
     out: list[Candidate] = []
     skipped: list[str] = []
     seen: dict[str, str] = {}
@@ -333,11 +333,11 @@ def build_candidates(current: Arch, step: int, rate: float, axes: Sequence[str] 
         low = float(doc["factors"][var])
         high = bounds[var][1]
         sol = solve_axis(doc, axis, wanted, low=low, high=high, span=span, bounds=bounds, measure=measure)
-        if sol is None or sol.cost < macs_now * rate ** MIN_RATE_POWER:
-            got = "nothing" if sol is None else f"x{sol.cost / macs_now:.2f}"
+        if sol is None or sol.cost < cost_now * rate ** MIN_RATE_POWER:
+            got = "nothing" if sol is None else f"x{sol.cost / cost_now:.2f}"
             skipped.append(f"{axis}: exhausted (range {bounds[var][0]:g}..{bounds[var][1]:g}; best {got})")
             continue
-        cand = _candidate(step, "candidate", axis, sol.doc, f"expand-s{step:02d}-{axis}", macs_now, wanted,
+        cand = _candidate(step, "candidate", axis, sol.doc, f"expand-s{step:02d}-{axis}", cost_now, wanted,
                           measure=measure)
         if cand.arch.hash in seen:
             skipped.append(f"{axis}: same architecture as the {seen[cand.arch.hash]} candidate")
@@ -411,11 +411,11 @@ def criterion_score(criterion: str, top1: float, loss: float, gflops: float, par
     return gain / math.log(gflops / parent_gflops)
 
 
-def _score(criterion: str, cand: Candidate, parent: Candidate, scale: float = 1e9) -> float:
-    """The criterion in the run's unit: costs divided by ``scale`` (1e9: GFLOPs from multiply-adds; 1 for
-    a measure's own unit)."""
+def _score(criterion: str, cand: Candidate, parent: Candidate) -> float:
+    """The criterion in the run's unit: GFLOPs (multiply-adds / 1e9), or the measure's own unit."""
     if cand.result is None or cand.result.status != "ok" or not math.isfinite(cand.top1):
         return float("nan")
+    scale = 1.0 if cand.in_ms else 1e9
     return criterion_score(criterion, cand.top1, _loss(cand), cand.cost / scale, parent.top1, _loss(parent),
                            cand.parent_cost / scale)
 
@@ -481,11 +481,6 @@ class ExpansionResult:
     chance_top1: float | None = None
     val_clips: int | None = None
     target_ms: float | None = None  # set when the run expanded in predicted latency (``measure``)
-
-    @property
-    def unit(self) -> str:
-        """The unit the run expanded in: ``gflops``, or ``ms`` (a latency target)."""
-        return "ms" if self.target_ms else "gflops"
 
     def in_unit(self, c: "Candidate") -> float:
         """A candidate's cost in the run's unit (GFLOPs, or predicted milliseconds)."""
@@ -597,15 +592,15 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float | None = N
     if target_ms is None:
         measure = None  # multiply-adds
     bounds = factor_bounds(start)
-    target_macs = float(target_ms) if target_ms is not None else float(target_gflops) * 1e9  # in the run's unit
+    target_cost = float(target_ms) if target_ms is not None else float(target_gflops) * 1e9  # in the run's unit
     start_c = _candidate(0, "start", "", start.to_dict(), start.name, measure=measure)
     start_c.chosen = True
 
     def shown(cost: float) -> str:
         return f"{cost:.3f} ms" if target_ms is not None else f"{cost / 1e9:.4f} GFLOPs"
 
-    planned = max(1, math.ceil(math.log(target_macs / start_c.cost) / math.log(rate) - 1e-9))
-    log(f"expand: {start.name} ({shown(start_c.cost)}) -> {shown(target_macs)} at x{rate:g} per step: "
+    planned = max(1, math.ceil(math.log(target_cost / start_c.cost) / math.log(rate) - 1e-9))
+    log(f"expand: {start.name} ({shown(start_c.cost)}) -> {shown(target_cost)} at x{rate:g} per step: "
         f"about {planned} steps x {len(axes)} candidates; criterion {criterion}")
     log(f"step 0: evaluating the start {start.name}")
     _evaluate(for_parent(evaluator, None), [start_c])
@@ -617,7 +612,7 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float | None = N
     skipped: dict[int, list[str]] = {}
     stop_reason = ""
     for step in range(1, max_steps + 1):
-        if current.cost >= target_macs * (1 - tolerance):
+        if current.cost >= target_cost * (1 - tolerance):
             break
         cands, skip = build_candidates(current.arch, step, rate, axes, span=span, bounds=bounds, measure=measure)
         if skip:
@@ -632,7 +627,7 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float | None = N
             log(f"  not built: {note}")
         _evaluate(for_parent(evaluator, current.arch), cands)
         for c in cands:
-            c.score = _score(criterion, c, current, 1.0 if target_ms is not None else 1e9)
+            c.score = _score(criterion, c, current)
         ok = [c for c in cands if c.score == c.score]
         if not ok:
             raise ExpandError(f"step {step}: every candidate failed: "
@@ -648,15 +643,15 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float | None = N
         log(f"  step {step}: {decision}")
         current = best
     else:
-        if current.cost < target_macs * (1 - tolerance):
+        if current.cost < target_cost * (1 - tolerance):
             stop_reason = f"stopped after max_steps={max_steps} below the target"
             log(stop_reason)
 
     contraction: list[Candidate] = []
     final = current
-    if current.cost > target_macs * (1 + tolerance) and steps:
+    if current.cost > target_cost * (1 + tolerance) and steps:
         parent = ([c for c in steps[-2] if c.chosen][0] if len(steps) > 1 else start_c)
-        contraction = contract(parent.arch, current, target_macs, len(steps), tolerance, axes=axes, span=span,
+        contraction = contract(parent.arch, current, target_cost, len(steps), tolerance, axes=axes, span=span,
                                bounds=bounds, measure=measure)
         final = contraction[-1]
         for c in contraction:
@@ -694,7 +689,7 @@ TRAJECTORY_COLUMNS = ["step", "role", "axis", "chosen", *AXES, "frames_x_stride"
                       "ratio", "top1", "score", "margin_se", "status", "arch_hash", "arch_file", "note", "latency_ms"]
 
 
-def _row(c: Candidate, latency: bool = False) -> dict[str, Any]:
+def _row(c: Candidate) -> dict[str, Any]:
     clip = c.arch.clip
     r = c.result
     return {
@@ -709,7 +704,7 @@ def _row(c: Candidate, latency: bool = False) -> dict[str, Any]:
         "status": r.status if r is not None else "not evaluated",
         "arch_hash": c.arch.hash, "arch_file": c.file,
         "note": c.note or (r.reason if r is not None and r.status != "ok" else ""),
-        "latency_ms": f"{c.cost:.4f}" if latency else "",
+        "latency_ms": f"{c.cost:.4f}" if c.in_ms else "",
     }
 
 
@@ -751,7 +746,7 @@ def write_outputs(result: ExpansionResult, out_dir: Path, *,
         writer = csv.DictWriter(fh, fieldnames=TRAJECTORY_COLUMNS)
         writer.writeheader()
         for c in result.rows():
-            writer.writerow(_row(c, latency=bool(result.target_ms)))
+            writer.writerow(_row(c))
     paths["trajectory"] = traj
     summary = out_dir / "expand.json"
     summary.write_text(json.dumps(summary_dict(result), indent=2))

@@ -346,6 +346,8 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
     ctrl = Controller(space, cfg.target, cfg.steps, fixed=fixed, lr=cfg.rl_lr, beta=cfg.beta,
                       reward_kind=cfg.reward, warmup_fraction=cfg.warmup_fraction,
                       rl_delay_fraction=cfg.warmup_fraction, seed=cfg.seed, cost_fn=latency if in_ms else None)
+    # GFLOPs for the trajectory: the controller's own (cached) cost, unless it counts predicted ms
+    gflops_of = (lambda arch: arch.cost().gflops) if in_ms else ctrl.cost
     positions = kernel_positions(space)
     trajectory: list[dict[str, Any]] = []
     policy_rows: list[dict[str, Any]] = []
@@ -407,14 +409,14 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
         info = ctrl.update_many([(s.indices, q, s.gflops) for s, q in zip(sampled_now, qs)])
         row = {"step": done, "loss": metrics["loss"], "q": sum(qs) / k_archs, **info,
                "warmup_p": warmup_probability(step, cfg.steps, cfg.warmup_fraction),
-               "sampled_gflops": sum(s.arch.cost().gflops for s in sampled_now) / k_archs,
+               "sampled_gflops": sum(gflops_of(s.arch) for s in sampled_now) / k_archs,
                "target_gflops": cfg.target_gflops, "total_steps": cfg.steps}
         if in_ms:  # the controller's cost is the predicted latency: log it beside the GFLOPs
             row.update(sampled_ms=sum(s.gflops for s in sampled_now) / k_archs, target_ms=cfg.target_ms)
         if done % cfg.log_every == 0 or done == cfg.steps:
             argmax_now = ctrl.argmax_arch()
             row["expected_ms" if in_ms else "expected_gflops"] = ctrl.expected_cost(cfg.expected_samples, seed=done)
-            row["argmax_gflops"] = argmax_now.cost().gflops
+            row["argmax_gflops"] = gflops_of(argmax_now)
             if in_ms:
                 row["argmax_ms"] = ctrl.cost(argmax_now)
             held = loaded.batch("held", step * k_archs, cfg.batch_size * cfg.val_multiplier)
