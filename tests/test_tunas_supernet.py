@@ -101,6 +101,33 @@ def test_masked_l2_counts_active_conv_weights_only(supernet: Supernet) -> None:
     assert supernet.l2(arch) < sum(p.pow(2).sum() for p in supernet.parameters() if p.ndim > 1)
 
 
+def test_fused_l2_gradient_equals_autograd_of_the_loss(supernet: Supernet) -> None:
+    # the search trains with supernet_backward (L2 gradient added directly); it must be the gradient of
+    # supernet_loss, the definition, and report the same loss value
+    from nas.drivers.tunas.search import SearchConfig, supernet_backward, supernet_loss
+
+    space = tiny_space()
+    cfg = SearchConfig(target_gflops=1.0, weight_decay=0.3)  # large, so a missing or doubled L2 gradient shows
+    path = Path.of(space.freeze(space.random(2)))
+    torch.manual_seed(0)
+    x, y = torch.randn(2, 3, 4, 32, 32), torch.tensor([0, 1])
+    supernet.zero_grad(set_to_none=True)
+    with torch.random.fork_rng():
+        loss = supernet_loss(supernet, path, x, y, cfg) * 0.5
+        loss.backward()
+    expected_loss = float(loss.detach())
+    expected = {n: p.grad.clone() for n, p in supernet.named_parameters() if p.grad is not None}
+    supernet.zero_grad(set_to_none=True)
+    with torch.random.fork_rng():
+        value = supernet_backward(supernet, path, x, y, cfg, scale=0.5)
+    got = {n: p.grad for n, p in supernet.named_parameters() if p.grad is not None}
+    assert got.keys() == expected.keys()
+    for name in expected:
+        torch.testing.assert_close(got[name], expected[name], rtol=1e-5, atol=1e-7, msg=name)
+    assert abs(0.5 * value - expected_loss) < 1e-5
+    supernet.zero_grad(set_to_none=True)
+
+
 def test_op_warmup_averages_every_kernel(supernet: Supernet) -> None:
     space = tiny_space()
     sample = space.random(0)

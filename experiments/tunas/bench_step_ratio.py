@@ -7,6 +7,17 @@ stand-alone ``build_model`` network on the same batch; best of ``--reps`` after 
 Prints one JSON line per architecture and a summary (median ratio; goal <= 1.3).
 
     .venv/bin/python experiments/tunas/bench_step_ratio.py --archs 6 --out experiments/tunas/results/step_ratio.json
+
+``--loop N`` measures the ratio as the search loop sees it instead: one supernet trains N steps in a row,
+each on a freshly sampled path (a new child every step, as the controller samples them early on), every
+step timed, first calls included; then every one of those N children is built stand-alone and its
+steady-state step timed (best of ``--reps`` after one warm-up, as it would run through a whole training).
+The ratio is total supernet time / total stand-alone time over the same children, per window of
+``--window`` steps, so the first window shows the new-shape cost and the later ones how it amortises
+(oneDNN caches a primitive per layer shape; ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` sets how many, 1024 by
+default).
+
+    .venv/bin/python experiments/tunas/bench_step_ratio.py --loop 300 --out experiments/tunas/results/step_ratio_loop.json
 """
 from __future__ import annotations
 
@@ -15,6 +26,7 @@ import dataclasses
 import json
 import os
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -24,8 +36,15 @@ import torch.nn.functional as F
 import nas
 from nas.dsl import Arch
 from nas.families.movinet import resolve
-from nas.drivers.tunas.search import default_fixed
+from nas.drivers.tunas.search import SearchConfig, default_fixed, supernet_backward
 from nas.drivers.tunas.supernet import Path as NetPath, Supernet
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from bench_train import matmul_peak  # noqa: E402
+
+
+# the search's own training step: cross-entropy (label smoothing 0.1) and the masked L2 (wd 4e-5)
+SEARCH = SearchConfig(target_gflops=0.18)
 
 
 def _time(fn, reps: int) -> tuple[float, float]:
@@ -51,7 +70,14 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--space", default="movinet")
     ap.add_argument("--out")
+    ap.add_argument("--loop", type=int, default=0, help="time N consecutive supernet steps on new paths")
+    ap.add_argument("--window", type=int, default=50)
+    ap.add_argument("--no-mkldnn", action="store_true", help="torch.backends.mkldnn off (native conv kernels)")
     args = ap.parse_args()
+    if args.no_mkldnn:
+        torch.backends.mkldnn.enabled = False
+    if args.loop:
+        return loop(args)
     space = nas.load_space(args.space)
     fixed = default_fixed(space, (8, 5, 112))
     torch.manual_seed(args.seed)
@@ -67,12 +93,11 @@ def main() -> None:
 
         def sn_step() -> None:
             supernet.zero_grad(set_to_none=True)
-            loss = F.cross_entropy(supernet(x, path), y) + 2e-5 * supernet.l2(path)
-            loss.backward()
+            supernet_backward(supernet, path, x, y, SEARCH)
 
         def sa_step() -> None:
             model.zero_grad(set_to_none=True)
-            F.cross_entropy(model(x), y).backward()
+            F.cross_entropy(model(x), y, label_smoothing=SEARCH.label_smoothing).backward()
 
         (c_sn, t_sn), (c_sa, t_sa) = _time(sn_step, args.reps), _time(sa_step, args.reps)
         row = {"arch": arch.hash, "gflops": arch.cost().gflops, "supernet_s": t_sn, "standalone_s": t_sa,
@@ -86,6 +111,56 @@ def main() -> None:
                "rows": rows, "load_average_after": [round(x, 2) for x in os.getloadavg()],
                "note": "best of reps after one warm-up call each; first call = new shapes, as every search step"}
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(summary, indent=2))
+
+
+def loop(args: argparse.Namespace) -> None:
+    """The ratio as the search loop sees it: N consecutive supernet steps on new paths, first calls included."""
+    rate_before = matmul_peak()
+    space = nas.load_space(args.space)
+    fixed = default_fixed(space, (8, 5, 112))
+    torch.manual_seed(args.seed)
+    supernet = Supernet(space, classes=args.classes).train()
+    x = torch.randn(args.batch, 3, 8, args.pixels, args.pixels)
+    y = torch.randint(0, args.classes, (args.batch,))
+    archs = []
+    for i in range(args.loop):
+        arch = space.freeze({**space.random(args.seed * 100000 + i), **fixed})
+        archs.append(Arch.from_dict({**arch.to_dict(), "classes": args.classes}))
+    supernet_s = []
+    for arch in archs:
+        path = NetPath(dataclasses.replace(resolve(arch.doc)))
+        t0 = time.perf_counter()
+        supernet.zero_grad(set_to_none=True)
+        supernet_backward(supernet, path, x, y, SEARCH)
+        supernet_s.append(time.perf_counter() - t0)
+    standalone_s = []
+    for arch in archs:
+        model = supernet.extract(arch).train()
+
+        def sa_step() -> None:
+            model.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y, label_smoothing=SEARCH.label_smoothing).backward()
+
+        standalone_s.append(_time(sa_step, args.reps)[1])
+    windows = []
+    for lo in range(0, args.loop, args.window):
+        hi = min(args.loop, lo + args.window)
+        windows.append({"steps": f"{lo + 1}-{hi}", "supernet_s": sum(supernet_s[lo:hi]) / (hi - lo),
+                        "standalone_s": sum(standalone_s[lo:hi]) / (hi - lo),
+                        "ratio": sum(supernet_s[lo:hi]) / sum(standalone_s[lo:hi])})
+        print(json.dumps(windows[-1]), flush=True)
+    summary = {"ratio_all_steps": sum(supernet_s) / sum(standalone_s), "steps": args.loop, "batch": args.batch,
+               "clip": f"8 frames x {args.pixels}^2", "threads": torch.get_num_threads(),
+               "mkldnn": torch.backends.mkldnn.enabled,
+               "onednn_primitive_cache_capacity": os.environ.get("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "default (1024)"),
+               "matmul_gmacs_before": round(rate_before, 1), "matmul_gmacs_after": round(matmul_peak(), 1),
+               "windows": windows, "supernet_step_s": supernet_s, "standalone_step_s": standalone_s,
+               "note": "supernet: every step a new path, timed as the search loop runs it (first calls included); "
+                       "stand-alone: the same children, steady state (best of reps after a warm-up call)"}
+    print(json.dumps({k: v for k, v in summary.items() if k not in ("windows", "supernet_step_s", "standalone_step_s")}))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(summary, indent=2))

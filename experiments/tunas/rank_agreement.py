@@ -35,7 +35,7 @@ from nas.fidelity import kendall_tau_b  # the project's one implementation (xnas
 from nas.families.movinet import resolve
 from nas.proxy import Proxy
 from nas.drivers.tunas.controller import Controller
-from nas.drivers.tunas.search import SearchConfig, SupernetData, supernet_loss, warmup_steps
+from nas.drivers.tunas.search import SearchConfig, SupernetData, supernet_backward, warmup_steps
 from nas.loop import run_steps
 from nas.drivers.tunas.supernet import Path as NetPath, Supernet
 
@@ -151,9 +151,7 @@ def cmd_finetune(args: argparse.Namespace) -> None:
         arch = ctrl.policy.freeze(ctrl.policy.sample_indices(g))
         net = dataclasses.replace(resolve(arch.doc), classes=data.num_classes)
         x, y = data.batch("train", step, cfg.batch_size)
-        loss = supernet_loss(supernet, NetPath(net), x, y, cfg)
-        loss.backward()
-        return {"loss": float(loss.detach())}
+        return {"loss": supernet_backward(supernet, NetPath(net), x, y, cfg)}
 
     def report(done: int, metrics: dict) -> None:
         if done % max(1, args.steps // 10) == 0:

@@ -44,7 +44,7 @@ from nas.optim import RMSpropTF
 from nas.drivers.tunas.controller import REWARDS, Controller, warmup_probability
 from nas.drivers.tunas.supernet import SEARCH_FIXED_PREFIXES, Path as NetPath, Supernet, kernel_positions
 
-__all__ = ["SearchConfig", "SearchResult", "run_search", "supernet_loss", "default_fixed", "TRAJECTORY_COLUMNS",
+__all__ = ["SearchConfig", "SearchResult", "run_search", "supernet_loss", "supernet_backward", "default_fixed", "TRAJECTORY_COLUMNS",
            "SupernetData", "warmup_steps"]
 
 TRAJECTORY_COLUMNS = ("step", "loss", "q", "reward", "baseline", "advantage", "rl_lr", "warmup_p", "entropy",
@@ -282,11 +282,26 @@ def heldout_top1(supernet: Supernet, path: NetPath, batches: list[tuple[torch.Te
 def supernet_loss(supernet: Supernet, path: NetPath, x: torch.Tensor, y: torch.Tensor,
                   cfg: SearchConfig) -> torch.Tensor:
     """TuNAS's training loss of one path: cross-entropy with label smoothing plus the masked L2 of the
-    weights the path uses (``wd / 2 * sum(w**2)``, never optimiser weight decay)."""
+    weights the path uses (``wd / 2 * sum(w**2)``, never optimiser weight decay). The definition; the
+    search trains with :func:`supernet_backward`, which has its gradient."""
     loss = F.cross_entropy(supernet(x, path), y, label_smoothing=cfg.label_smoothing)
     if cfg.weight_decay:
         loss = loss + 0.5 * cfg.weight_decay * supernet.l2(path)
     return loss
+
+
+def supernet_backward(supernet: Supernet, path: NetPath, x: torch.Tensor, y: torch.Tensor, cfg: SearchConfig,
+                      scale: float = 1.0) -> float:
+    """Accumulate the gradient of ``scale * supernet_loss(...)`` and return the loss's value.
+
+    The cross-entropy goes through autograd; the masked L2's gradient (``wd * w`` on the used slices) is
+    added directly (:meth:`Supernet.add_l2_grad`), which saves about a tenth of a supernet step."""
+    loss = F.cross_entropy(supernet(x, path), y, label_smoothing=cfg.label_smoothing)
+    (loss * scale).backward()
+    value = float(loss.detach())
+    if cfg.weight_decay:
+        value += 0.5 * cfg.weight_decay * supernet.add_l2_grad(path, cfg.weight_decay * scale)
+    return value
 
 
 def warmup_steps(total: int) -> int:
@@ -393,9 +408,7 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
         losses = []
         for j, path in enumerate(paths_now):
             x, y = loaded.batch("train", step * k_archs + j, cfg.batch_size)
-            loss = supernet_loss(supernet, path, x, y, cfg)
-            (loss / k_archs).backward()
-            losses.append(float(loss.detach()))
+            losses.append(supernet_backward(supernet, path, x, y, cfg, scale=1 / k_archs))
         return {"loss": sum(losses) / k_archs}
 
     def after_step(done: int, metrics: dict[str, Any]) -> None:

@@ -322,15 +322,32 @@ class Supernet(nn.Module):
         yield "head.classifier.weight", tuple(params["head.classifier.weight"].shape)
         yield "head.classifier.bias", (self.classes,)
 
+    def _decayed(self, path: Path | Arch) -> list[tuple[nn.Parameter, tuple[slice, ...]]]:
+        """The conv / linear weights ``path`` uses (no BN, biases, scalars), with the slice it uses of each."""
+        params = dict(self.named_parameters())
+        return [(params[name], tuple(slice(0, n) for n in shape)) for name, shape in self.slices(path) if len(shape) > 1]
+
     def l2(self, path: Path | Arch) -> torch.Tensor:
         """Masked L2: the sum of squares of the conv / linear weights ``path`` uses (no BN, biases,
         scalars). The loss adds ``weight_decay / 2 * l2`` (Keras ``l2(wd / 2)``, as TuNAS)."""
-        params = dict(self.named_parameters())
-        total = params["stem.conv.weight"].new_zeros(())
-        for name, shape in self.slices(path):
-            if len(shape) > 1:
-                total = total + params[name][tuple(slice(0, n) for n in shape)].pow(2).sum()
+        total = next(self.parameters()).new_zeros(())
+        for param, used in self._decayed(path):
+            total = total + param[used].pow(2).sum()
         return total
+
+    @torch.no_grad()
+    def add_l2_grad(self, path: Path | Arch, coefficient: float) -> float:
+        """Add ``coefficient * w`` to the gradient of every weight slice ``path`` uses: the gradient of
+        ``coefficient / 2 * l2(path)``, applied in one fused call instead of through autograd (the masked
+        L2 through autograd costs ~10 % of a supernet step: a slice, square and sum per weight forward,
+        and as many backward). Returns ``l2(path)`` (its value, for the logged loss)."""
+        decayed = self._decayed(path)
+        for param, _ in decayed:
+            if param.grad is None:
+                param.grad = torch.zeros_like(param)
+        weights = [param[used] for param, used in decayed]
+        torch._foreach_add_([param.grad[used] for param, used in decayed], weights, alpha=coefficient)
+        return float(torch.stack(torch._foreach_norm(weights)).pow(2).sum())
 
     # -- standalone networks --------------------------------------------------------------------
     def extract(self, arch: Arch) -> nn.Module:
