@@ -11,7 +11,7 @@ Prints one JSON line per architecture and a summary (median ratio; goal <= 1.3).
 ``--loop N`` measures the ratio as the search loop sees it instead: one supernet trains N steps in a row,
 each on a freshly sampled path (a new child every step, as the controller samples them early on), every
 step timed, first calls included; then every one of those N children is built stand-alone and its
-steady-state step timed (best of ``--reps`` after one warm-up, as it would run through a whole training).
+steady-state step timed (the mean of ``--reps`` steps after one warm-up step, as a whole training runs).
 The ratio is total supernet time / total stand-alone time over the same children, per window of
 ``--window`` steps, so the first window shows the new-shape cost and the later ones how it amortises
 (oneDNN caches a primitive per layer shape; ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` sets how many, 1024 by
@@ -36,7 +36,7 @@ import torch.nn.functional as F
 import nas
 from nas.dsl import Arch
 from nas.families.movinet import resolve
-from nas.drivers.tunas.search import SearchConfig, default_fixed, supernet_backward
+from nas.drivers.tunas.search import SearchConfig, default_fixed, supernet_backward, supernet_loss
 from nas.drivers.tunas.supernet import Path as NetPath, Supernet
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -72,10 +72,14 @@ def main() -> None:
     ap.add_argument("--out")
     ap.add_argument("--loop", type=int, default=0, help="time N consecutive supernet steps on new paths")
     ap.add_argument("--window", type=int, default=50)
+    ap.add_argument("--compare-l2", action="store_true",
+                    help="time the masked L2 through autograd against the fused gradient, side by side")
     ap.add_argument("--no-mkldnn", action="store_true", help="torch.backends.mkldnn off (native conv kernels)")
     args = ap.parse_args()
     if args.no_mkldnn:
         torch.backends.mkldnn.enabled = False
+    if args.compare_l2:
+        return compare_l2(args)
     if args.loop:
         return loop(args)
     space = nas.load_space(args.space)
@@ -116,6 +120,42 @@ def main() -> None:
         Path(args.out).write_text(json.dumps(summary, indent=2))
 
 
+def compare_l2(args: argparse.Namespace) -> None:
+    """Supernet step with the masked L2 through autograd vs its gradient added directly, same paths,
+    alternating, steady state (each path warmed up once): the saving of ``supernet_backward``."""
+    space = nas.load_space(args.space)
+    fixed = default_fixed(space, (8, 5, 112))
+    torch.manual_seed(args.seed)
+    supernet = Supernet(space, classes=args.classes).train()
+    x = torch.randn(args.batch, 3, 8, args.pixels, args.pixels)
+    y = torch.randint(0, args.classes, (args.batch,))
+    totals = {"autograd": 0.0, "fused": 0.0}
+
+    def step(path: NetPath, how: str) -> float:
+        t0 = time.perf_counter()
+        supernet.zero_grad(set_to_none=True)
+        if how == "autograd":
+            supernet_loss(supernet, path, x, y, SEARCH).backward()
+        else:
+            supernet_backward(supernet, path, x, y, SEARCH)
+        return time.perf_counter() - t0
+
+    for i in range(args.archs):
+        arch = space.freeze({**space.random(args.seed * 1000 + i), **fixed})
+        path = NetPath(dataclasses.replace(resolve(Arch.from_dict({**arch.to_dict(), "classes": args.classes}).doc)))
+        step(path, "fused")
+        for _ in range(args.reps):
+            for how in ("autograd", "fused"):
+                totals[how] += step(path, how)
+    result = {"archs": args.archs, "reps": args.reps, "batch": args.batch,
+              "autograd_s": totals["autograd"] / (args.archs * args.reps),
+              "fused_s": totals["fused"] / (args.archs * args.reps),
+              "fused_over_autograd": totals["fused"] / totals["autograd"]}
+    print(json.dumps(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+
+
 def loop(args: argparse.Namespace) -> None:
     """The ratio as the search loop sees it: N consecutive supernet steps on new paths, first calls included."""
     rate_before = matmul_peak()
@@ -144,7 +184,13 @@ def loop(args: argparse.Namespace) -> None:
             model.zero_grad(set_to_none=True)
             F.cross_entropy(model(x), y, label_smoothing=SEARCH.label_smoothing).backward()
 
-        standalone_s.append(_time(sa_step, args.reps)[1])
+        sa_step()  # warm-up: a stand-alone training meets its shapes once, then trains on them
+        times = []
+        for _ in range(args.reps):
+            t0 = time.perf_counter()
+            sa_step()
+            times.append(time.perf_counter() - t0)
+        standalone_s.append(statistics.mean(times))
     windows = []
     for lo in range(0, args.loop, args.window):
         hi = min(args.loop, lo + args.window)
@@ -159,7 +205,7 @@ def loop(args: argparse.Namespace) -> None:
                "matmul_gmacs_before": round(rate_before, 1), "matmul_gmacs_after": round(matmul_peak(), 1),
                "windows": windows, "supernet_step_s": supernet_s, "standalone_step_s": standalone_s,
                "note": "supernet: every step a new path, timed as the search loop runs it (first calls included); "
-                       "stand-alone: the same children, steady state (best of reps after a warm-up call)"}
+                       "stand-alone: the same children, steady state (mean of reps after a warm-up call)"}
     print(json.dumps({k: v for k, v in summary.items() if k not in ("windows", "supernet_step_s", "standalone_step_s")}))
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
