@@ -47,6 +47,22 @@ from bench_train import matmul_peak  # noqa: E402
 SEARCH = SearchConfig(target_gflops=0.18)
 
 
+def _setup(args: argparse.Namespace) -> tuple[nas.Space, Supernet, torch.Tensor, torch.Tensor]:
+    """The space, a fresh supernet and one random batch at the search clip."""
+    space = nas.load_space(args.space)
+    torch.manual_seed(args.seed)
+    supernet = Supernet(space, classes=args.classes).train()
+    x = torch.randn(args.batch, 3, 8, args.pixels, args.pixels)
+    y = torch.randint(0, args.classes, (args.batch,))
+    return space, supernet, x, y
+
+
+def _child(space: nas.Space, seed: int, classes: int) -> tuple[Arch, Arch]:
+    """A uniform draw of the space at the search clip, as drawn and with the data's class count."""
+    arch = space.freeze({**space.random(seed), **default_fixed(space, (8, 5, 112))})
+    return arch, Arch.from_dict({**arch.to_dict(), "classes": classes})
+
+
 def _time(fn, reps: int) -> tuple[float, float]:
     """(first call, best of ``reps`` later calls): a search meets every path once, with new shapes."""
     t0 = time.perf_counter()
@@ -82,16 +98,10 @@ def main() -> None:
         return compare_l2(args)
     if args.loop:
         return loop(args)
-    space = nas.load_space(args.space)
-    fixed = default_fixed(space, (8, 5, 112))
-    torch.manual_seed(args.seed)
-    supernet = Supernet(space, classes=args.classes).train()
-    x = torch.randn(args.batch, 3, 8, args.pixels, args.pixels)
-    y = torch.randint(0, args.classes, (args.batch,))
+    space, supernet, x, y = _setup(args)
     rows = []
     for i in range(args.archs):
-        arch = space.freeze({**space.random(args.seed * 1000 + i), **fixed})
-        arch_c = Arch.from_dict({**arch.to_dict(), "classes": args.classes})
+        arch, arch_c = _child(space, args.seed * 1000 + i, args.classes)
         path = NetPath(dataclasses.replace(resolve(arch_c.doc)))
         model = supernet.extract(arch_c).train()
 
@@ -123,12 +133,7 @@ def main() -> None:
 def compare_l2(args: argparse.Namespace) -> None:
     """Supernet step with the masked L2 through autograd vs its gradient added directly, same paths,
     alternating, steady state (each path warmed up once): the saving of ``supernet_backward``."""
-    space = nas.load_space(args.space)
-    fixed = default_fixed(space, (8, 5, 112))
-    torch.manual_seed(args.seed)
-    supernet = Supernet(space, classes=args.classes).train()
-    x = torch.randn(args.batch, 3, 8, args.pixels, args.pixels)
-    y = torch.randint(0, args.classes, (args.batch,))
+    space, supernet, x, y = _setup(args)
     totals = {"autograd": 0.0, "fused": 0.0}
 
     def step(path: NetPath, how: str) -> float:
@@ -141,8 +146,7 @@ def compare_l2(args: argparse.Namespace) -> None:
         return time.perf_counter() - t0
 
     for i in range(args.archs):
-        arch = space.freeze({**space.random(args.seed * 1000 + i), **fixed})
-        path = NetPath(dataclasses.replace(resolve(Arch.from_dict({**arch.to_dict(), "classes": args.classes}).doc)))
+        path = NetPath(dataclasses.replace(resolve(_child(space, args.seed * 1000 + i, args.classes)[1].doc)))
         step(path, "fused")
         for _ in range(args.reps):
             for how in ("autograd", "fused"):
@@ -159,16 +163,8 @@ def compare_l2(args: argparse.Namespace) -> None:
 def loop(args: argparse.Namespace) -> None:
     """The ratio as the search loop sees it: N consecutive supernet steps on new paths, first calls included."""
     rate_before = matmul_peak()
-    space = nas.load_space(args.space)
-    fixed = default_fixed(space, (8, 5, 112))
-    torch.manual_seed(args.seed)
-    supernet = Supernet(space, classes=args.classes).train()
-    x = torch.randn(args.batch, 3, 8, args.pixels, args.pixels)
-    y = torch.randint(0, args.classes, (args.batch,))
-    archs = []
-    for i in range(args.loop):
-        arch = space.freeze({**space.random(args.seed * 100000 + i), **fixed})
-        archs.append(Arch.from_dict({**arch.to_dict(), "classes": args.classes}))
+    space, supernet, x, y = _setup(args)
+    archs = [_child(space, args.seed * 100000 + i, args.classes)[1] for i in range(args.loop)]
     supernet_s = []
     for arch in archs:
         path = NetPath(dataclasses.replace(resolve(arch.doc)))
