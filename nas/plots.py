@@ -145,7 +145,7 @@ def pareto_plot(results: "pandas.DataFrame", path: Path, *, baselines: Sequence[
             ax.axvline(p["gflops"], color="tab:green", ls=":", lw=1)
             ax.annotate(p["name"], (p["gflops"], 0.02), xycoords=("data", "axes fraction"), rotation=90,
                         fontsize=8, xytext=(3, 0), textcoords="offset points")
-    if len(ok) or baselines:
+    if len(ok) or (baselines and cost == "gflops"):  # baselines are only drawn on the GFLOPs axis
         ax.set_xscale("log")
     ax.set_xlabel(COST_AXES[cost])
     ax.set_ylabel("proxy top-1 (%)")
