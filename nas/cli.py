@@ -111,6 +111,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides = {k: v for k, v in {
             "steps": args.steps, "batch_size": args.batch_size, "size_scale": args.size_scale,
             "optimizer": args.optimizer, "lr": args.lr, "task": args.task,
+            "zero_init_residual": args.zero_init_residual,
         }.items() if v is not None}
         proxy = Proxy(**overrides)
     except ValueError as err:
@@ -162,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--size-scale", type=_fraction,
                    help="train at this fraction of the crop (reported GFLOPs stay the full-size ones)")
     p.add_argument("--optimizer", choices=("sgd", "rmsprop", "adamw"))
+    p.add_argument("--zero-init-residual", action=argparse.BooleanOptionalAction, default=None,
+                   help="start each residual branch's last BN at 0 (X3D's recipe; default: at 1)")
     p.add_argument("--workers-per-trial", type=_positive, default=1,
                    help="data-parallel processes (DDP: gloo on CPU, NCCL on CUDA); the same training as one "
                         "process with the same global batch (default 1)")

@@ -35,7 +35,7 @@ from nas.dsl.arch import Arch
 from nas.errors import RunError
 from nas.files import atomic_path, atomic_write_text
 from nas.evaluator import TRIAL_TAG, OnResult, Tags, check_tags
-from nas.proxy import FAILED, OK, RETRY_ON_RESUME, TrialResult
+from nas.proxy import FAILED, LEGACY_FIELDS, OK, RETRY_ON_RESUME, TrialResult
 
 if TYPE_CHECKING:
     import pandas
@@ -308,14 +308,15 @@ class Run:
                 lock.release()
                 raise RunError("name", f"run {name!r} was made by driver {stored.get('driver')!r}, not "
                                        f"{driver!r}; allowed: another name")
-            old = stored.get("config", {})
+            old = _with_legacy_fields(stored.get("config", {}))
             for key in sorted(set(old) | set(config)):
                 if key in NEUTRAL_KEYS:
                     continue
                 if old.get(key) != config.get(key):
                     lock.release()
-                    raise RunError(f"config.{key}", f"got {_brief(config.get(key))} but run {name!r} was made "
-                                   f"with {_brief(old.get(key))}; allowed: the same value, or another name")
+                    field, got, made = _first_difference(f"config.{key}", config.get(key), old.get(key))
+                    raise RunError(field, f"got {_brief(got)} but run {name!r} was made "
+                                   f"with {_brief(made)}; allowed: the same value, or another name")
             url = storage or f"sqlite:///{(run_dir / 'study.db').resolve()}"
             if stored.get("storage") and _redact(url) != stored["storage"] and not (
                     storage is None and _default_sqlite(stored["storage"], run_dir)):  # a moved or cloned run
@@ -653,6 +654,15 @@ def _ends_with_newline(path: Path) -> bool:
         return f.read(1) == b"\n"
 
 
+def _first_difference(field: str, new: Any, old: Any) -> tuple[str, Any, Any]:
+    """The dotted name and the two values of the first place where ``new`` and ``old`` differ (inside
+    nested dicts), so an error names ``config.proxy.steps``, not the whole proxy."""
+    while isinstance(new, dict) and isinstance(old, dict):
+        key = next(k for k in sorted(set(new) | set(old), key=str) if new.get(k) != old.get(k))
+        field, new, old = f"{field}.{key}", new.get(key), old.get(key)
+    return field, new, old
+
+
 def _brief(value: Any) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= 100 else text[:97] + "..."
@@ -663,6 +673,14 @@ def _default_sqlite(url: str, run_dir: Path) -> bool:
     changes when the folder is moved or cloned)."""
     return url.startswith("sqlite:///") and Path(url[len("sqlite:///"):]).parent.name == run_dir.name \
         and url.endswith("/study.db")
+
+
+def _with_legacy_fields(config: dict[str, Any]) -> dict[str, Any]:
+    """A stored config with the proxy fields added since it was written set to the values it ran with,
+    so a run made before a field existed resumes under the same settings (and fails to resume under
+    the new defaults, naming the field)."""
+    proxy = config.get("proxy")
+    return {**config, "proxy": {**LEGACY_FIELDS, **proxy}} if isinstance(proxy, dict) else config
 
 
 def _redact(url: str) -> str:

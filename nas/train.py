@@ -265,11 +265,13 @@ def _worker_evaluate(arch: Arch, data: Any, proxy: Proxy, seed: int, threads: in
 BN_REESTIMATE_BATCHES = 8  # batches of training clips that re-estimate BN statistics after a morphism
 
 
-def _initial_model(trained: Arch, init: dict[str, Any] | None, seed: int, classes: int) -> tuple[torch.nn.Module, bool]:
+def _initial_model(trained: Arch, init: dict[str, Any] | None, seed: int, classes: int,
+                   zero_init_residual: bool) -> tuple[torch.nn.Module, bool]:
     """The model training starts from, and whether its input differs from the one its weights were
-    trained on (then its BN statistics need re-estimating). See :func:`evaluate`'s ``init``."""
+    trained on (then its BN statistics need re-estimating). See :func:`evaluate`'s ``init``; a fresh
+    model follows the proxy's ``zero_init_residual``."""
     if init is None:
-        return build_model(trained), False
+        return build_model(trained, zero_init_residual=zero_init_residual), False
     weights = read_weights(init["weights"])
     if init.get("parent") is None:
         model = build_model(trained)
@@ -355,7 +357,7 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
         result.wall_s = time.perf_counter() - t_start
         return result
     seed_everything(seed)
-    model, input_changed = _initial_model(trained, init, seed, classes)
+    model, input_changed = _initial_model(trained, init, seed, classes, proxy.zero_init_residual)
     if size > 1:
         model = to_global_batchnorm(model)  # BN statistics of the global batch, as one process sees them
     model = model.to(dev)

@@ -107,3 +107,23 @@ def test_movinet_residual_branches_start_at_zero_through_rezero() -> None:
     assert all(torch.all(m.weight == 1) for m in bns)
     model(torch.randn(1, 3, 2, 32, 32)).sum().backward()
     assert all(p.grad is not None and float(p.grad.abs()) > 0 for p in scales)
+
+
+@pytest.mark.parametrize("name", ["x3d-xs", "movinet-a0", "movinet-a0-stream", "tsm-mbv2"])
+def test_zero_init_residual_false_starts_every_branch_at_full_scale(name: str) -> None:
+    """``build_model(zero_init_residual=False)`` sets exactly the residual scales (X3D / TSN last-BN
+    gamma, MoViNet ReZero) to 1; the default keeps them at 0, and nothing else differs."""
+
+    arch = load_arch(name)
+    torch.manual_seed(0)
+    zero = build_model(arch)
+    torch.manual_seed(0)
+    full = build_model(arch, zero_init_residual=False)
+    scales = [m.residual_scale for m in full.modules() if getattr(m, "residual_scale", None) is not None]
+    assert scales and all(torch.all(s == 1) for s in scales)
+    assert all(torch.all(m.residual_scale == 0) for m in zero.modules()
+               if getattr(m, "residual_scale", None) is not None)
+    changed = {n for (n, a), (_, b) in zip(zero.state_dict().items(), full.state_dict().items()) if not torch.equal(a, b)}
+    scale_ids = {id(s) for s in scales}
+    expected = {n for n, p in full.named_parameters() if id(p) in scale_ids}
+    assert changed == expected

@@ -253,3 +253,19 @@ def test_memory_refusal_is_retried_when_the_run_resumes(tmp_path):
     inner = RefusesFirst(get_formula("saturating"), "saturating")
     again = reopened.evaluator(inner).evaluate(archs)
     assert len(inner.calls) == 2 and {r.status for r in again} == {"ok"}
+
+
+def test_run_recorded_before_a_proxy_field_existed_resumes_only_under_its_old_behaviour(tmp_path):
+    """A config.json written before ``zero_init_residual`` existed ran with zero-initialised residual
+    branches: it resumes with that setting and refuses the new default, naming the field."""
+    from nas.proxy import Proxy
+
+    old = Proxy().to_dict()
+    del old["zero_init_residual"]
+    Run.open("r", driver="test", config={"proxy": old}, root=tmp_path).close()
+    with pytest.raises(RunError, match=r"config\.proxy\.zero_init_residual: got false but run 'r' was made with true"):
+        Run.open("r", driver="test", config={"proxy": Proxy().to_dict()}, root=tmp_path)
+    legacy = {**old, "zero_init_residual": True}
+    run = Run.open("r", driver="test", config={"proxy": legacy}, root=tmp_path)
+    assert run.config["proxy"]["zero_init_residual"] is True
+    run.close()

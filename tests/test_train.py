@@ -72,8 +72,8 @@ def test_non_finite_loss_fails_the_trial_with_reason(tiny_arch, monkeypatch) -> 
 
     real_build = nas.train.build_model
 
-    def poisoned(arch):
-        model = real_build(arch)
+    def poisoned(arch, **kwargs):
+        model = real_build(arch, **kwargs)
         model.register_forward_hook(lambda module, inputs, output: output * float("nan"))
         return model
 
@@ -108,6 +108,23 @@ def test_proxy_validation_names_field_value_and_allowed() -> None:
         Proxy(size_scale=0)
     with pytest.raises(ValueError, match="proxy.epochs: unknown key"):
         Proxy.from_dict({"epochs": 3})
+    with pytest.raises(ValueError, match="proxy.zero_init_residual: got 1; allowed: true or false"):
+        Proxy(zero_init_residual=1)
+
+
+def test_proxy_written_before_zero_init_residual_keeps_its_behaviour_and_hash() -> None:
+    """Documents written before the field existed trained with zero-initialised residual branches;
+    they still do, under the same hash (so their cached results stay valid), and differ from a new proxy."""
+    import hashlib
+    import json
+
+    old = Proxy().to_dict()
+    del old["zero_init_residual"]
+    legacy = Proxy.from_dict(old)
+    assert legacy.zero_init_residual is True
+    assert legacy.hash == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:16]
+    assert Proxy().zero_init_residual is False and Proxy().hash != legacy.hash
+    assert Proxy.from_dict(Proxy().to_dict()) == Proxy()
 
 
 def test_bad_data_path_is_a_clear_error(tiny_arch) -> None:

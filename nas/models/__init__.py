@@ -13,6 +13,7 @@ from torch import nn
 from nas.families import family_of
 from nas.models.builders import LEAF_BUILDERS, build_movinet
 from nas.models.ensemble import build_ensemble
+from nas.models.layers import init_residual_branches_
 
 if TYPE_CHECKING:
     from nas.dsl import Arch
@@ -23,11 +24,15 @@ __all__ = ["build_model", "build_movinet", "BUILDERS"]
 BUILDERS: dict[str, Callable[[Any], nn.Module]] = {**LEAF_BUILDERS, "ensemble": build_ensemble}
 
 
-def build_model(arch: "Arch") -> nn.Module:
+def build_model(arch: "Arch", *, zero_init_residual: bool = True) -> nn.Module:
     """Build a freshly initialised model for ``arch``.
 
     Args:
         arch: a frozen architecture of a known family.
+        zero_init_residual: whether every residual branch's last BN starts at gamma 0, so each block
+            starts as its shortcut (the X3D recipe, the default); ``False`` starts it at 1, which a
+            short proxy learns from far sooner (:class:`~nas.proxy.Proxy`'s ``zero_init_residual``).
+            MoViNet blocks have no zero-initialised branch either way.
 
     Returns:
         A module taking (B, 3, T, H, W) clips (any T, H, W; channels-first or ``channels_last_3d``)
@@ -39,4 +44,7 @@ def build_model(arch: "Arch") -> nn.Module:
     builder = BUILDERS.get(arch.family)
     if builder is None:
         raise ValueError(f"no model builder for family {arch.family!r}; known: {', '.join(BUILDERS)}")
-    return builder(family_of(arch.family).resolve(arch.doc))
+    model = builder(family_of(arch.family).resolve(arch.doc))
+    if not zero_init_residual:
+        init_residual_branches_(model, zero=False)
+    return model

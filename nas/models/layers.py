@@ -173,10 +173,30 @@ class SqueezeExcite3d(nn.Module):
         return x * self.gate(self.expand(self.act(self.reduce(s))))
 
 
+def init_residual_branches_(module: nn.Module, zero: bool) -> None:
+    """Set the scale of every residual branch in ``module`` to 0 or 1, in place.
+
+    A block names the tensor that scales its branch with a ``residual_scale`` attribute (``None``: the
+    block has no residual): the last BN's gamma in X3D and TSN blocks, the ReZero scalar in MoViNet
+    layers. ``zero=True`` makes every block start as its shortcut (X3D's ``ZERO_INIT_FINAL_BN``, timm's
+    ``zero_init_last``, MoViNet's ReZero); ``zero=False`` starts every branch at full scale.
+
+    Why it is a choice: while a branch's scale is 0 no weight inside it gets a gradient, and on the
+    pure-temporal synthetic tasks a short proxy spends hundreds of steps waiting for the scales to
+    grow (``experiments/results/residual_init.md``); ImageNet-length training does not notice.
+    """
+    with torch.no_grad():
+        for m in module.modules():
+            scale = getattr(m, "residual_scale", None)
+            if isinstance(scale, torch.Tensor):
+                scale.fill_(0.0 if zero else 1.0)
+
+
 def init_conv_bn_(module: nn.Module) -> None:
     """He/Kaiming normal (fan_out) convs with zero bias, BN gamma 1 and beta 0, in place.
 
-    Callers then zero the last BN of each residual branch and re-initialise their classifier.
+    Callers then set the last BN of each residual branch (:func:`init_residual_branches_`) and
+    re-initialise their classifier.
     """
     for m in module.modules():
         if isinstance(m, nn.Conv3d):

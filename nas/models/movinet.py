@@ -69,6 +69,11 @@ class MovinetBottleneck(nn.Module):
             skip.append(ConvBn(layer.cin, layer.cout))
             self.skip = nn.Sequential(*skip)
 
+    @property
+    def residual_scale(self) -> torch.Tensor:
+        """What scales the residual branch: the ReZero scalar (:func:`~nas.models.layers.init_residual_branches_`)."""
+        return self.rezero
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual inverted bottleneck."""
         y = self.projection(self.se(self.feature(self.expansion(x))))

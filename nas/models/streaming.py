@@ -222,6 +222,11 @@ class StreamBottleneck(nn.Module):
             self.skip = nn.Sequential(*skip)
         self.layer, self.key = layer, key
 
+    @property
+    def residual_scale(self) -> torch.Tensor:
+        """What scales the residual branch: the ReZero scalar (:func:`~nas.models.layers.init_residual_branches_`)."""
+        return self.rezero
+
     def state_shapes(self, size: tuple[int, int]) -> dict[str, tuple[int, ...]]:
         """Shapes (without batch) of this layer's state for an input of spatial ``size``."""
         shapes = self.feature.state_shapes(size, self.layer.expand)

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from nas.families.tsn2d import BLVNetConfig, TemporalConfig, TsnLayer, TsnNet
-from nas.models.layers import init_conv_bn_
+from nas.models.layers import init_conv_bn_, init_residual_branches_
 from nas.models.temporal import FrameShuffle, STHConv, TemporalAggregation, TemporalShift
 
 __all__ = ["ConvBn", "FrameSE", "TsnBlock", "Branch", "TSN2D", "build_tsn2d", "BUILDER"]
@@ -109,6 +109,12 @@ class TsnBlock(nn.Module):
         self.project = ConvBn(c, layer.cout)
         self.shortcut = ConvBn(layer.cin, layer.cout, stride=s) if layer.conv_skip else None
         self.out_act = make_activation(activation) if layer.type == "bottleneck" else None
+
+    @property
+    def residual_scale(self) -> torch.Tensor | None:
+        """What scales the residual branch: its last BN's gamma, or ``None`` for a layer without a skip
+        (:func:`~nas.models.layers.init_residual_branches_`)."""
+        return self.project.bn.weight if self.layer.identity_skip or self.layer.conv_skip else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, cin, T, H, W) -> (B, cout, T, H / stride, W / stride)."""
@@ -221,8 +227,7 @@ class TSN2D(nn.Module):
         for m in self.modules():
             if isinstance(m, TemporalAggregation):
                 m.reset_parameters()  # TAM starts as the TSM shift, not as a random conv
-            elif isinstance(m, TsnBlock) and (m.layer.identity_skip or m.layer.conv_skip):
-                nn.init.zeros_(m.project.bn.weight)  # residual blocks start as their shortcut
+        init_residual_branches_(self, zero=True)  # residual blocks start as their shortcut
         nn.init.normal_(self.fc.weight, std=0.01)
         nn.init.zeros_(self.fc.bias)
 

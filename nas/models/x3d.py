@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from nas.families.x3d import X3DNet
-from nas.models.layers import SqueezeExcite3d, Swish, init_conv_bn_
+from nas.models.layers import SqueezeExcite3d, Swish, init_conv_bn_, init_residual_branches_
 
 __all__ = ["X3D", "X3DBlock", "X3DHead", "X3DStem", "build_x3d"]
 
@@ -74,6 +74,11 @@ class X3DBlock(nn.Module):
                 layers.append(BatchNorm(cout))
             self.shortcut = nn.Sequential(*layers)
         self.act = nn.ReLU()
+
+    @property
+    def residual_scale(self) -> torch.Tensor:
+        """What scales the residual branch: its last BN's gamma (:func:`~nas.models.layers.init_residual_branches_`)."""
+        return self.bn_c.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Residual bottleneck."""
@@ -141,10 +146,7 @@ class X3D(nn.Module):
 
     def _init_weights(self) -> None:
         init_conv_bn_(self)
-        for m in self.modules():
-            if isinstance(m, X3DBlock):
-                # Each residual branch starts as zero, so every block starts as its shortcut.
-                nn.init.zeros_(m.bn_c.weight)
+        init_residual_branches_(self, zero=True)  # X3D's recipe; build_model(zero_init_residual=False) undoes it
         nn.init.normal_(self.head.classifier.weight, std=0.01)
         nn.init.zeros_(self.head.classifier.bias)
 
