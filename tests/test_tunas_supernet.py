@@ -154,3 +154,28 @@ def test_errors_name_the_field(supernet: Supernet) -> None:
         supernet.extract(Arch.from_dict(doc))
     with pytest.raises(ValueError, match="space.family"):
         Supernet(nas.load_space("x3d"))
+
+
+def test_rezero_init_follows_zero_init_residual() -> None:
+    """The supernet starts its ReZero scalars at 0 like the standalone MoViNet, or at 1 when asked
+    (the search's default, ``SearchConfig.zero_init_residual=False``); an extracted child keeps them."""
+    space = tiny_space()
+    zero, full = Supernet(space), Supernet(space, zero_init_residual=False)
+    rezero = [n for n, _ in full.named_parameters() if n.endswith("rezero")]
+    assert rezero
+    assert all(float(dict(full.named_parameters())[n]) == 1.0 for n in rezero)
+    assert all(float(dict(zero.named_parameters())[n]) == 0.0 for n in rezero)
+    child = full.extract(space.freeze(space.random(0)))
+    assert all(float(p) == 1.0 for n, p in child.named_parameters() if n.endswith("rezero"))
+
+
+def test_search_config_round_trip_keeps_zero_init_residual() -> None:
+    """``to_dict`` leaves the field out at True (the hash of a search made before it existed stays
+    the same, so its checkpoint resumes) and ``from_dict`` reads a missing field back as True."""
+    from nas.drivers.tunas.search import SearchConfig
+
+    new, legacy = SearchConfig(target_gflops=0.2), SearchConfig(target_gflops=0.2, zero_init_residual=True)
+    assert new.zero_init_residual is False and "zero_init_residual" not in legacy.to_dict()
+    assert SearchConfig.from_dict(new.to_dict()) == new
+    assert SearchConfig.from_dict(legacy.to_dict()) == legacy
+    assert new.hash != legacy.hash

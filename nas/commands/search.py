@@ -145,7 +145,8 @@ def cmd_search(args: argparse.Namespace) -> int:
                             size_scale=args.search_size_scale, lr=args.weights_lr, optimizer=args.weights_optimizer,
                             weight_decay=args.weight_decay, rl_lr=args.rl_lr, beta=args.beta, reward=args.reward,
                             warmup_fraction=args.warmup_fraction, task=args.task or DEFAULT_PROXY.task,
-                            train_clips=args.search_train_clips, seed=args.seed)
+                            train_clips=args.search_train_clips, seed=args.seed,
+                            zero_init_residual=bool(args.zero_init_residual))
     except ValueError as err:
         raise UsageError(str(err)) from None
     latency = None

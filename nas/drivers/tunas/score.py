@@ -42,7 +42,7 @@ def searches_in(run_dir: str | Path) -> dict[float, Path]:
 def load_search_config(search_dir: str | Path) -> SearchConfig:
     """The configuration a search's checkpoint was made with."""
     state = torch.load(Path(search_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
-    return SearchConfig(**dict(state["config"]))
+    return SearchConfig.from_dict(state["config"])
 
 
 def spanning_archs(space: Space, fixed: Mapping[str, Any], n: int, seed: int = 0, pool: int = 40) -> list[Arch]:
@@ -61,7 +61,7 @@ def supernet_top1s(space: Space, search_dir: str | Path, archs: Sequence[Arch], 
     extracted from the supernet, measured like the search's Q and ``supernet_top1`` (batch statistics,
     the whole held-out split in the search's held-out batch size)."""
     state = torch.load(Path(search_dir) / "checkpoint.pt", map_location="cpu", weights_only=False)
-    cfg = SearchConfig(**dict(state["config"]))
+    cfg = SearchConfig.from_dict(state["config"])
     torch.manual_seed(cfg.seed)
     loaded = SupernetData(data, space, dict(cfg.fixed), cfg)
     supernet = Supernet(space, classes=loaded.num_classes)

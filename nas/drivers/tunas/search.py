@@ -84,6 +84,8 @@ class SearchConfig:
         log_every: steps between trajectory rows; checkpoint_every: steps between checkpoints.
         target_ms: search against predicted latency instead (milliseconds per clip at the fixed clip,
             batch 1): the reward's cost is :func:`run_search`'s ``latency`` of each sampled architecture.
+        zero_init_residual: start every layer's ReZero scalar at 0 (the standalone MoViNet's init)
+            rather than 1 (:class:`~nas.proxy.Proxy`'s field of the same name).
     """
 
     target_gflops: float | None
@@ -109,6 +111,7 @@ class SearchConfig:
     log_every: int = 5
     checkpoint_every: int = 30
     target_ms: float | None = None
+    zero_init_residual: bool = False
 
     def __post_init__(self) -> None:
         def positive(v: Any) -> bool:
@@ -133,6 +136,8 @@ class SearchConfig:
             ("warmup_fraction", self.warmup_fraction, 0 <= self.warmup_fraction < 1, "a number in [0, 1)"),
             ("log_every", self.log_every, self.log_every >= 1, "an integer >= 1"),
             ("checkpoint_every", self.checkpoint_every, self.checkpoint_every >= 1, "an integer >= 1"),
+            ("zero_init_residual", self.zero_init_residual, isinstance(self.zero_init_residual, bool),
+             "true or false"),
         ]
         for name, value, ok, allowed in checks:
             if not ok:
@@ -149,13 +154,22 @@ class SearchConfig:
         return f"{self.target:g}ms" if self.target_ms is not None else f"{self.target:g}"
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready fields (``target_ms`` only when set: configurations from before it existed
-        keep their hash, so their checkpoints still resume)."""
+        """Plain JSON-ready fields (``target_ms`` only when set, ``zero_init_residual`` only when
+        False: configurations from before they existed keep their hash, so their checkpoints still
+        resume)."""
         d = dataclasses.asdict(self)
         d["fixed"] = dict(self.fixed)
         if d["target_ms"] is None:
             del d["target_ms"]
+        if d["zero_init_residual"]:
+            del d["zero_init_residual"]
         return d
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> "SearchConfig":
+        """The inverse of :meth:`to_dict` (a missing ``zero_init_residual`` is a search that started
+        its ReZero scalars at 0: written before the field existed, or with it set)."""
+        return cls(**{"zero_init_residual": True, **dict(raw)})
 
     @property
     def hash(self) -> str:
@@ -353,7 +367,7 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
     torch.manual_seed(cfg.seed)
     t_setup = time.perf_counter()
     loaded = SupernetData(data, space, fixed, cfg)
-    supernet = Supernet(space, classes=loaded.num_classes)
+    supernet = Supernet(space, classes=loaded.num_classes, zero_init_residual=cfg.zero_init_residual)
     if cfg.optimizer == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(supernet.parameters(), lr=cfg.lr)
     else:

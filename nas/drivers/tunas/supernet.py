@@ -42,7 +42,7 @@ from nas.dsl.arch import Arch
 from nas.dsl.choice import Choice, Repeat
 from nas.dsl.space import Space
 from nas.families.movinet import MovinetNet, parse_kernel, resolve
-from nas.models.layers import AvgPool3dSame, init_conv_bn_, same_padding
+from nas.models.layers import AvgPool3dSame, init_conv_bn_, init_residual_branches_, same_padding
 
 __all__ = ["Path", "Supernet", "build_supernet", "SEARCH_FIXED_PREFIXES", "BN_EPS"]
 
@@ -153,6 +153,11 @@ class _SuperLayer(nn.Module):
         if shape.first:
             self.skip = _ConvBn(shape.cout, shape.cin)
 
+    @property
+    def residual_scale(self) -> torch.Tensor:
+        """What scales the residual branch: the ReZero scalar (:func:`~nas.models.layers.init_residual_branches_`)."""
+        return self.rezero
+
 
 class Supernet(nn.Module):
     """The weight-sharing network of a MoViNet-family space (see the module docstring).
@@ -163,13 +168,16 @@ class Supernet(nn.Module):
             must be fixed.
         classes: classifier outputs (default: the space's ``classes``; a search on the synthetic
             data uses the data's class count).
+        zero_init_residual: whether every layer's ReZero scalar starts at 0 (the standalone model's
+            init) rather than 1 (:func:`~nas.models.layers.init_residual_branches_`).
 
     Raises:
         ValueError: for a space of another family or a choice the supernet cannot share over.
     """
 
-    def __init__(self, space: Space, classes: int | None = None) -> None:
+    def __init__(self, space: Space, classes: int | None = None, zero_init_residual: bool = True) -> None:
         super().__init__()
+        self.zero_init_residual = zero_init_residual
         if space.family != "movinet":
             raise ValueError(f"space.family: got {space.family!r}; allowed: 'movinet' (the only family with a supernet)")
         doc = space.doc
@@ -210,8 +218,9 @@ class Supernet(nn.Module):
         self._init_weights()
 
     def _init_weights(self) -> None:
-        # The standalone model's init (He fan-out convs, BN 1/0, classifier N(0, 0.01), ReZero 0).
+        # The standalone model's init (He fan-out convs, BN 1/0, classifier N(0, 0.01), ReZero 0 or 1).
         init_conv_bn_(self)
+        init_residual_branches_(self, zero=self.zero_init_residual)
         nn.init.normal_(self.head.classifier.weight, std=0.01)
         nn.init.zeros_(self.head.classifier.bias)
 
@@ -401,13 +410,13 @@ def _round8(x: float) -> int:
     return round8(x)
 
 
-def build_supernet(space: Space | str, classes: int | None = None) -> Supernet:
-    """The supernet of a space (a :class:`Space` or a shipped space name)."""
+def build_supernet(space: Space | str, classes: int | None = None, zero_init_residual: bool = True) -> Supernet:
+    """The supernet of a space (a :class:`Space` or a shipped space name); see :class:`Supernet`."""
     if isinstance(space, str):
         from nas.registry import load_space
 
         space = load_space(space)
-    return Supernet(space, classes)
+    return Supernet(space, classes, zero_init_residual)
 
 
 def kernel_positions(space: Space) -> dict[str, list[tuple[int, int]]]:
