@@ -36,6 +36,8 @@ def main() -> None:
                        ("task", str), ("optimizer", str), ("warmup_steps", int), ("weight_decay", float),
                        ("train_clips", int), ("val_clips", int)):
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind)
+    parser.add_argument("--zero-init-residual", action=argparse.BooleanOptionalAction, default=None,
+                        help="residual branches start at scale 0 (X3D's recipe) instead of the proxy's default 1")
     args = parser.parse_args()
     overrides = {k: v for k, v in vars(args).items() if k in Proxy.__dataclass_fields__ and v is not None}
     proxy = Proxy(**overrides)
@@ -46,7 +48,7 @@ def main() -> None:
     data_s = time.perf_counter() - t0
     seed_everything(args.seed)
     sized = Arch.from_dict({**arch.to_dict(), "classes": train.num_classes})
-    model = build_model(sized).train()
+    model = build_model(sized, zero_init_residual=proxy.zero_init_residual).train()
     optimizer = make_optimizer(model, proxy)
     batches = batch_indices(len(train), proxy.batch_size, args.seed, 0)
 

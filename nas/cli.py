@@ -164,7 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train at this fraction of the crop (reported GFLOPs stay the full-size ones)")
     p.add_argument("--optimizer", choices=("sgd", "rmsprop", "adamw"))
     p.add_argument("--zero-init-residual", action=argparse.BooleanOptionalAction, default=None,
-                   help="start each residual branch's last BN at 0 (X3D's recipe; default: at 1)")
+                   help="start each residual branch's scale (last BN gamma; MoViNet: ReZero) at 0 as X3D's recipe does (default: at 1)")
     p.add_argument("--workers-per-trial", type=_positive, default=1,
                    help="data-parallel processes (DDP: gloo on CPU, NCCL on CUDA); the same training as one "
                         "process with the same global batch (default 1)")

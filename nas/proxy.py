@@ -57,6 +57,10 @@ class Proxy:
             than 1. ``False`` by default: with zero gammas X3D-S stays at chance on the synthetic tasks
             for 300+ steps, with gamma 1 it leaves chance by step 100-200
             (``experiments/results/residual_init.md``).
+        precise_bn_batches: training batches on which every BN's running statistics are re-estimated
+            with the final weights before validation ("precise BN"; 0: keep the running averages).
+            MoViNet's BN momentum (0.01) leaves its running averages hundreds of steps behind the
+            weights of a short proxy, so a learning network validated in eval mode scores at chance.
     """
 
     # Defaults chosen by measurement on 2 CPU cores (issue 3, experiments/results/proxy_check.md and
@@ -77,6 +81,7 @@ class Proxy:
     task: str = DEFAULT_TASK
     checkpoint_every: int = 100
     zero_init_residual: bool = False
+    precise_bn_batches: int = 8
 
     def __post_init__(self) -> None:
         checks = [
@@ -95,6 +100,8 @@ class Proxy:
             ("task", self.task, self.task in TASKS, "one of " + ", ".join(TASKS)),
             ("zero_init_residual", self.zero_init_residual, isinstance(self.zero_init_residual, bool),
              "true or false"),
+            ("precise_bn_batches", self.precise_bn_batches,
+             isinstance(self.precise_bn_batches, int) and self.precise_bn_batches >= 0, "an integer >= 0"),
         ]
         for name, value, ok, allowed in checks:
             if not ok:
@@ -123,7 +130,7 @@ class Proxy:
 
 
 # Fields added to Proxy after runs were recorded, with the behaviour those runs had.
-LEGACY_FIELDS: dict[str, Any] = {"zero_init_residual": True}
+LEGACY_FIELDS: dict[str, Any] = {"zero_init_residual": True, "precise_bn_batches": 0}
 
 
 @dataclass

@@ -456,6 +456,13 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
     trained_steps = proxy.steps - start_step
     result.train_clips_per_s = trained_steps * proxy.batch_size / max(1e-9, time.perf_counter() - t_train)
     result.steps = 0 if init is not None and init.get("train") is False else proxy.steps
+    if proxy.precise_bn_batches:
+        # precise BN: statistics of the final weights, on a fixed set of training batches apart from
+        # the training order (every data-parallel worker sees the whole batch: the same statistics)
+        bn_batches = batch_indices(len(train), proxy.batch_size, seed + 7919, 0)
+        with torch.no_grad():
+            reestimate_bn(model, (to_tensor(fetch(next(bn_batches))[0], dev, layout)
+                                  for _ in range(proxy.precise_bn_batches)))
     result.top1, result.loss = evaluate_split(model, val, proxy.batch_size, dev, layout)
     skipped = getattr(train, "report", None)
     if callable(skipped):

@@ -205,3 +205,26 @@ def test_memory_estimate_grows_with_the_batch_and_the_clip(tiny_arch) -> None:
     small = memory_estimate(tiny_arch, PROXY)
     assert 0 < small < memory_estimate(tiny_arch, Proxy(**{**PROXY.to_dict(), "batch_size": 16}))
     assert memory_estimate(tiny_arch, Proxy(**{**PROXY.to_dict(), "size_scale": 0.5})) < small
+
+
+def test_precise_bn_reestimates_statistics_before_validation(tiny_arch, monkeypatch) -> None:
+    """``precise_bn_batches`` batches of training clips go through ``reestimate_bn`` after the last
+    step (MoViNet's slow BN momentum otherwise validates stale statistics); 0 skips it."""
+    import nas.train
+
+    calls = []
+    real = nas.train.reestimate_bn
+
+    def spy(model, batches):
+        batches = list(batches)
+        calls.append([tuple(b.shape) for b in batches])
+        return real(model, batches)
+
+    monkeypatch.setattr(nas.train, "reestimate_bn", spy)
+    proxy = Proxy(**{**PROXY.to_dict(), "steps": 2, "precise_bn_batches": 3})
+    assert evaluate(tiny_arch, "synthetic", proxy, seed=0, progress=False).ok
+    assert len(calls) == 1 and len(calls[0]) == 3 and calls[0][0][0] == proxy.batch_size
+    calls.clear()
+    off = Proxy(**{**proxy.to_dict(), "precise_bn_batches": 0})
+    assert evaluate(tiny_arch, "synthetic", off, seed=0, progress=False).ok
+    assert calls == []

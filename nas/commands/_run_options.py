@@ -31,7 +31,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula:
 
     ``--name --resume --runs-dir --storage --address --cpus-per-trial --gpus-per-trial --memory-per-trial --max-failures
     --scheduler {none,asha} --executor {ray,local} --evaluator {proxy,formula} --formula --data --seed
-    --steps --batch-size --size-scale --task --lr --train-clips --val-clips --[no-]zero-init-residual``, and the hidden
+    --steps --batch-size --size-scale --task --lr --train-clips --val-clips --[no-]zero-init-residual
+    --precise-bn-batches``, and the hidden
     fault-injection switch ``--fail-after-trials N`` (the process exits abruptly after N newly finished
     trials; tests use it to test ``--resume``).
 
@@ -88,8 +89,12 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula:
     g.add_argument("--train-clips", type=_positive_int, help="synthetic training clips")
     g.add_argument("--val-clips", type=_positive_int, help="synthetic validation clips")
     g.add_argument("--zero-init-residual", action=argparse.BooleanOptionalAction, default=None,
-                   help="start each residual branch's last BN at 0 (X3D's recipe; default: at 1, which "
+                   help="start each residual branch's scale (last BN gamma; MoViNet: ReZero) at 0 as X3D's recipe "
+                        "does (default: at 1, which "
                         "leaves the synthetic tasks' plateau hundreds of steps sooner)")
+    g.add_argument("--precise-bn-batches", type=_non_negative_int,
+                   help=f"training batches that re-estimate BN statistics before validation (default "
+                        f"{proxy.precise_bn_batches}; 0: keep the running averages)")
     parser.set_defaults(_default_proxy=proxy.to_dict())
 
 
@@ -97,7 +102,7 @@ def proxy_from_args(args: argparse.Namespace, default: Proxy) -> Proxy:
     """``default`` with the fields given on the command line replaced (``UsageError`` if invalid)."""
     overrides = {field: getattr(args, field, None) for field in
                  ("steps", "batch_size", "size_scale", "task", "lr", "train_clips", "val_clips",
-                  "zero_init_residual")}
+                  "zero_init_residual", "precise_bn_batches")}
     raw = {**default.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
     # a proxy shorter than its warm-up / checkpoint interval would never warm up fully: scale them down
     raw["warmup_steps"] = min(raw["warmup_steps"], max(0, raw["steps"] // 5))
