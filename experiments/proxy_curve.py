@@ -22,8 +22,8 @@ from nas.models import build_model
 from nas.proxy import Proxy
 from nas.registry import load_arch
 from nas.loop import run_steps
-from nas.train import batch_indices, choose_layout, evaluate_split, make_data, make_optimizer, seed_everything, \
-    to_tensor
+from nas.train import batch_indices, choose_layout, evaluate_split, make_data, make_optimizer, precise_bn, \
+    seed_everything, to_tensor
 
 
 def main() -> None:
@@ -34,7 +34,7 @@ def main() -> None:
     parser.add_argument("--json", help="append the curve as one JSON line to this file")
     for name, kind in (("steps", int), ("batch_size", int), ("lr", float), ("size_scale", float),
                        ("task", str), ("optimizer", str), ("warmup_steps", int), ("weight_decay", float),
-                       ("train_clips", int), ("val_clips", int)):
+                       ("train_clips", int), ("val_clips", int), ("precise_bn_batches", int)):
         parser.add_argument("--" + name.replace("_", "-"), dest=name, type=kind)
     parser.add_argument("--zero-init-residual", action=argparse.BooleanOptionalAction, default=None,
                         help="residual branches start at scale 0 (X3D's recipe) instead of the proxy's default 1")
@@ -75,6 +75,7 @@ def main() -> None:
     def evaluate_every(done: int, metrics: dict) -> None:
         if done % args.every == 0 or done == proxy.steps:
             t = time.perf_counter()
+            precise_bn(model, train, proxy, args.seed, torch.device("cpu"), layout)  # as evaluate() does
             top1, val_loss = evaluate_split(model, val, proxy.batch_size, torch.device("cpu"), layout)
             eval_s = time.perf_counter() - t
             model.train()

@@ -29,7 +29,7 @@ from nas.models.weights import read_weights, write_weights
 from nas.parallel import all_mean, shard, spawn_local, to_global_batchnorm, world
 from nas.proxy import LAYOUTS, MEMORY_REFUSAL, OPTIMIZERS, Proxy, TrialResult
 
-__all__ = ["Proxy", "TrialResult", "ClipData", "evaluate", "make_data", "memory_estimate", "memory_available",
+__all__ = ["Proxy", "TrialResult", "ClipData", "evaluate", "precise_bn", "make_data", "memory_estimate", "memory_available",
            "OPTIMIZERS", "LAYOUTS", "batch_indices", "to_tensor", "choose_layout", "evaluate_split", "make_optimizer",
            "seed_everything"]
 
@@ -262,6 +262,29 @@ def _worker_evaluate(arch: Arch, data: Any, proxy: Proxy, seed: int, threads: in
     return evaluate(arch, data, proxy, seed, **kwargs)
 
 
+def precise_bn(model: torch.nn.Module, train: ClipData, proxy: Proxy, seed: int, device: torch.device,
+               layout: str) -> None:
+    """Re-estimate every BN's statistics with the model's current weights on ``proxy.precise_bn_batches``
+    training batches ("precise BN"; nothing when 0), a fixed set apart from the training order.
+
+    Running averages trail the weights by about ``1 / momentum`` steps (MoViNet's 0.01: 100), so after
+    a short proxy they describe a network that no longer exists and eval-mode validation can sit at
+    chance while the network has learned (``experiments/results/residual_init.md``). Leaves the model
+    in eval mode.
+    """
+    if not proxy.precise_bn_batches:
+        return
+    order = batch_indices(len(train), proxy.batch_size, seed + 7919, 0)
+
+    def batches() -> Iterator[torch.Tensor]:
+        for _ in range(proxy.precise_bn_batches):
+            clips = np.stack([train[int(i)][0][0] for i in next(order)])
+            yield to_tensor(clips, device, layout)
+
+    with torch.no_grad():
+        reestimate_bn(model, batches())
+
+
 BN_REESTIMATE_BATCHES = 8  # batches of training clips that re-estimate BN statistics after a morphism
 
 
@@ -456,13 +479,7 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
     trained_steps = proxy.steps - start_step
     result.train_clips_per_s = trained_steps * proxy.batch_size / max(1e-9, time.perf_counter() - t_train)
     result.steps = 0 if init is not None and init.get("train") is False else proxy.steps
-    if proxy.precise_bn_batches:
-        # precise BN: statistics of the final weights, on a fixed set of training batches apart from
-        # the training order (every data-parallel worker sees the whole batch: the same statistics)
-        bn_batches = batch_indices(len(train), proxy.batch_size, seed + 7919, 0)
-        with torch.no_grad():
-            reestimate_bn(model, (to_tensor(fetch(next(bn_batches))[0], dev, layout)
-                                  for _ in range(proxy.precise_bn_batches)))
+    precise_bn(model, train, proxy, seed, dev, layout)  # every data-parallel worker: the whole batches
     result.top1, result.loss = evaluate_split(model, val, proxy.batch_size, dev, layout)
     skipped = getattr(train, "report", None)
     if callable(skipped):
