@@ -10,8 +10,12 @@ from nas.dsl.arch import Arch
 from nas.parallel import GlobalBatchNorm, shard, spawn_local, to_global_batchnorm
 from nas.proxy import Proxy
 
+# Zero-initialised residual branches: their weights get exactly zero gradient at first, so AdamW's
+# per-weight normalisation has no rounding-level gradients to amplify and the two trajectories stay
+# comparable for 20 steps (with branches at scale 1 they part by 3 % at step 3, measured). Precise BN
+# stays on: every worker re-estimates on the whole batches, so the top-1 must still match.
 PROXY = Proxy(steps=20, batch_size=8, size_scale=0.1, train_clips=32, val_clips=16, warmup_steps=2,
-              checkpoint_every=1, layout="channels_first")
+              checkpoint_every=1, layout="channels_first", zero_init_residual=True)
 
 
 def _no_dropout(name: str) -> Arch:
