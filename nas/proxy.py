@@ -53,8 +53,8 @@ class Proxy:
         task: synthetic task (``graded``, the default, ``event_order``, ``chiral_motion``, ``shape_direction``,
             ``mixed``; :mod:`nas.data.synthetic`).
         checkpoint_every: steps between mid-trial checkpoints (0: only at the end).
-        zero_init_residual: start every residual branch's last BN at gamma 0 (X3D's recipe) rather
-            than 1. ``False`` by default: with zero gammas X3D-S stays at chance on the synthetic tasks
+        zero_init_residual: start every residual branch's scale (last BN gamma; MoViNet's ReZero) at
+            0 (the X3D and MoViNet recipe) rather than 1. ``False`` by default: with zero gammas X3D-S stays at chance on the synthetic tasks
             for 300+ steps, with gamma 1 it leaves chance by step 100-200
             (``experiments/results/residual_init.md``).
         precise_bn_batches: training batches on which every BN's running statistics are re-estimated
@@ -101,7 +101,8 @@ class Proxy:
             ("zero_init_residual", self.zero_init_residual, isinstance(self.zero_init_residual, bool),
              "true or false"),
             ("precise_bn_batches", self.precise_bn_batches,
-             isinstance(self.precise_bn_batches, int) and self.precise_bn_batches >= 0, "an integer >= 0"),
+             isinstance(self.precise_bn_batches, int) and not isinstance(self.precise_bn_batches, bool)
+             and self.precise_bn_batches >= 0, "an integer >= 0"),
         ]
         for name, value, ok, allowed in checks:
             if not ok:

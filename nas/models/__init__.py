@@ -29,10 +29,10 @@ def build_model(arch: "Arch", *, zero_init_residual: bool = True) -> nn.Module:
 
     Args:
         arch: a frozen architecture of a known family.
-        zero_init_residual: whether every residual branch's last BN starts at gamma 0, so each block
-            starts as its shortcut (the X3D recipe, the default); ``False`` starts it at 1, which a
-            short proxy learns from far sooner (:class:`~nas.proxy.Proxy`'s ``zero_init_residual``).
-            MoViNet blocks have no zero-initialised branch either way.
+        zero_init_residual: whether every residual branch's scale (the last BN's gamma; MoViNet's
+            ReZero scalar) starts at 0, so each block starts as its shortcut (the X3D and MoViNet
+            recipe, the default here); ``False`` starts it at 1, which a short proxy learns from far
+            sooner (:class:`~nas.proxy.Proxy`'s ``zero_init_residual``).
 
     Returns:
         A module taking (B, 3, T, H, W) clips (any T, H, W; channels-first or ``channels_last_3d``)
