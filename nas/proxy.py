@@ -54,9 +54,9 @@ class Proxy:
             ``mixed``; :mod:`nas.data.synthetic`).
         checkpoint_every: steps between mid-trial checkpoints (0: only at the end).
         zero_init_residual: start every residual branch's scale (last BN gamma; MoViNet's ReZero) at
-            0 (the X3D and MoViNet recipe) rather than 1. ``False`` by default: with zero gammas X3D-S stays at chance on the synthetic tasks
-            for 300+ steps, with gamma 1 it leaves chance by step 100-200
-            (``experiments/results/residual_init.md``).
+            0 (the X3D and MoViNet recipe) rather than 1. ``False`` by default: with zero scales X3D-S
+            stays at chance on the synthetic tasks for 300+ steps, with scale 1 it leaves chance by step
+            100-200 (``experiments/results/residual_init.md``).
         precise_bn_batches: training batches on which every BN's running statistics are re-estimated
             with the final weights before validation ("precise BN"; 0: keep the running averages).
             MoViNet's BN momentum (0.01) leaves its running averages hundreds of steps behind the

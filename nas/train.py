@@ -272,13 +272,20 @@ def precise_bn(model: torch.nn.Module, train: ClipData, proxy: Proxy, seed: int,
     chance while the network has learned (``experiments/results/residual_init.md``). Leaves the model
     in eval mode.
     """
-    if not proxy.precise_bn_batches:
-        return
-    order = batch_indices(len(train), proxy.batch_size, seed + 7919, 0)
+    if proxy.precise_bn_batches:
+        _reestimate_on_training_batches(model, train, proxy.precise_bn_batches, proxy.batch_size, seed, device,
+                                        layout)
+
+
+def _reestimate_on_training_batches(model: torch.nn.Module, train: ClipData, count: int, batch_size: int,
+                                    seed: int, device: torch.device, layout: str) -> None:
+    """:func:`~nas.models.morph.reestimate_bn` on ``count`` training batches of a fixed set apart from
+    the training order (the same batches for one seed, whoever asks). Leaves the model in eval mode."""
+    order = batch_indices(len(train), batch_size, seed + 7919, 0)
 
     def batches() -> Iterator[torch.Tensor]:
-        for _ in range(proxy.precise_bn_batches):
-            clips = np.stack([train[int(i)][0][0] for i in next(order)])
+        for _ in range(count):
+            clips = np.stack([train[int(i)][0][0] for i in next(order)])  # first (only) view of each clip
             yield to_tensor(clips, device, layout)
 
     with torch.no_grad():
@@ -408,10 +415,9 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
 
     if input_changed and start_step == 0:
         # the parent's BN statistics describe another input (size, frames or frame rate): re-estimate
-        # them on training clips (a fixed set of batches apart from the training order) before training
-        bn_batches = batch_indices(len(train), proxy.batch_size, seed + 7919, 0)
-        reestimate_bn(model, (to_tensor(fetch(next(bn_batches))[0], dev, "channels_first")
-                              for _ in range(BN_REESTIMATE_BATCHES)))
+        # them on training clips before training
+        _reestimate_on_training_batches(model, train, BN_REESTIMATE_BATCHES, proxy.batch_size, seed, dev,
+                                        "channels_first")
         model.train()
     if init is not None and init.get("train") is False:
         start_step = proxy.steps  # evaluate the given weights as they are

@@ -195,8 +195,8 @@ def init_residual_branches_(module: nn.Module, zero: bool) -> None:
 def init_conv_bn_(module: nn.Module) -> None:
     """He/Kaiming normal (fan_out) convs with zero bias, BN gamma 1 and beta 0, in place.
 
-    Callers then set the last BN of each residual branch (:func:`init_residual_branches_`) and
-    re-initialise their classifier.
+    Callers then set each residual branch's scale (:func:`init_residual_branches_`) and re-initialise
+    their classifier.
     """
     for m in module.modules():
         if isinstance(m, nn.Conv3d):

@@ -177,7 +177,6 @@ class Supernet(nn.Module):
 
     def __init__(self, space: Space, classes: int | None = None, zero_init_residual: bool = True) -> None:
         super().__init__()
-        self.zero_init_residual = zero_init_residual
         if space.family != "movinet":
             raise ValueError(f"space.family: got {space.family!r}; allowed: 'movinet' (the only family with a supernet)")
         doc = space.doc
@@ -215,12 +214,12 @@ class Supernet(nn.Module):
         self.head.project = _ConvBn(project, cin)
         self.head.fc = _holder_conv(head_width, project, (1, 1, 1), bias=True)
         self.head.classifier = _holder_conv(self.classes, head_width, (1, 1, 1), bias=True)
-        self._init_weights()
+        self._init_weights(zero_init_residual)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, zero_init_residual: bool) -> None:
         # The standalone model's init (He fan-out convs, BN 1/0, classifier N(0, 0.01), ReZero 0 or 1).
         init_conv_bn_(self)
-        init_residual_branches_(self, zero=self.zero_init_residual)
+        init_residual_branches_(self, zero=zero_init_residual)
         nn.init.normal_(self.head.classifier.weight, std=0.01)
         nn.init.zeros_(self.head.classifier.bias)
 
