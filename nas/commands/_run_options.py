@@ -8,6 +8,7 @@ A driver calls :func:`add_run_arguments` on its parser with the proxy budget it 
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -18,6 +19,12 @@ from nas.commands.argtypes import fraction as _fraction
 from nas.commands.argtypes import non_negative_float as _non_negative_float
 from nas.commands.argtypes import non_negative_int as _non_negative_int
 from nas.commands.argtypes import positive_int as _positive_int
+
+# Two threads per trial (one when the machine has one core). Measured on 2 cores
+# (experiments/results/threads_per_trial.md): one trial at 2 threads trains mid-size X3D candidates
+# 1.2-1.65x faster than two 1-thread trials side by side (the README main job: 483 s against 663 s, though
+# the two took different paths); only the smallest candidates (< 0.2 GFLOPs) gain from two at once.
+DEFAULT_CPUS_PER_TRIAL = float(min(2, os.cpu_count() or 1))
 
 if TYPE_CHECKING:
     from nas.evaluator import Evaluator, Inheritance
@@ -54,8 +61,10 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula:
                    help="ray: Ray Tune trials (default); local: in this process, one after another")
     g.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: start a local "
                    "Ray sized to this machine)")
-    g.add_argument("--cpus-per-trial", type=_non_negative_float, default=1.0,
-                   help="CPUs each Ray trial reserves (default 1)")
+    g.add_argument("--cpus-per-trial", type=_non_negative_float, default=DEFAULT_CPUS_PER_TRIAL,
+                   help="CPUs each Ray trial reserves, and the torch threads it trains with (default 2, 1 on a "
+                        "one-core machine: on 2 cores one 2-thread trial trains 1.2-1.65x faster than two 1-thread "
+                        "trials at once, experiments/results/threads_per_trial.md)")
     g.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0,
                    help="GPUs each Ray trial reserves (default 0)")
     g.add_argument("--memory-per-trial", type=_non_negative_float, default=0.0,
