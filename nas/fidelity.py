@@ -273,10 +273,14 @@ class StepAudit:
     reference_choice: str | None
     agree: bool | None
     note: str = ""
+    # where the reference ranks the run's axis by the run's criterion: 1 = its best, 2 = its runner-up
+    # (ties share the better place); None when the reference could not replay the step
+    run_choice_reference_rank: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {"step": self.step, "n": self.n, "kendall_tau": self.kendall_tau, "run_choice": self.run_choice,
-                "reference_choice": self.reference_choice, "agree": self.agree, "note": self.note}
+                "reference_choice": self.reference_choice, "agree": self.agree,
+                "run_choice_reference_rank": self.run_choice_reference_rank, "note": self.note}
 
 
 def audit_steps(pairs: Sequence[Pair], accepted: Mapping[int, str], parents: Mapping[int, str],
@@ -302,6 +306,8 @@ def audit_steps(pairs: Sequence[Pair], accepted: Mapping[int, str], parents: Map
                 note = "tau undefined: one side's scores are all equal"
         parent = by_hash.get(parents.get(step, ""))
         choice = None
+        rank = None
+        run_choice = accepted.get(step, "")
         if parent is not None and math.isfinite(parent.reference_score) and cands:
             # the trade-off in the cost the run expanded in (GFLOPs, or predicted ms)
             scored = [(criterion_score(criterion, c.reference_score, c.reference_loss, c.cost,
@@ -311,11 +317,13 @@ def audit_steps(pairs: Sequence[Pair], accepted: Mapping[int, str], parents: Map
             choice = tied[0]
             if len(tied) > 1:
                 note = (note + "; " if note else "") + "reference tie between " + ", ".join(tied)
+            mine = [s for s, c in scored if c.axis == run_choice]
+            if mine:
+                rank = 1 + sum(1 for s, _ in scored if s > mine[0])
         elif parent is None:
             note = (note + "; " if note else "") + "parent not audited"
-        run_choice = accepted.get(step, "")
         out.append(StepAudit(step, len(cands), tau, run_choice, choice,
-                             None if choice is None else choice == run_choice, note))
+                             None if choice is None else choice == run_choice, note, rank))
     return out
 
 
@@ -337,6 +345,12 @@ class Report:
     steps: list[StepAudit] = field(default_factory=list)
     reference_se: float | None = None
 
+    @property
+    def mean_step_tau(self) -> float | None:
+        """Mean of the defined within-step taus of an expansion audit (None when there is none)."""
+        taus = [s.kendall_tau for s in self.steps if s.kendall_tau is not None]
+        return sum(taus) / len(taus) if taus else None
+
     def as_dict(self) -> dict[str, Any]:
         from nas.cost import GFLOPS_NOTE
 
@@ -347,6 +361,7 @@ class Report:
             "gflops_vs_reference": self.gflops_agreement,
             "reference": self.reference, "reference_top1_se": self.reference_se,
             "steps": [s.as_dict() for s in self.steps],
+            "mean_step_kendall_tau": self.mean_step_tau,
             "pairs": [p.as_dict() for p in self.pairs],
             "gflops_convention": GFLOPS_NOTE,
         }

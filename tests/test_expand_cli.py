@@ -145,3 +145,21 @@ def test_expand_to_a_latency_target(tmp_path: Path, monkeypatch, capsys) -> None
     assert "not allowed with argument" in capsys.readouterr().err
     assert main(["expand", "--target-ms", "0.0001", "--runs-dir", str(tmp_path), *FORMULA]) == 2
     assert "--target-ms: got 0.0001; allowed: a number above the start's predicted latency" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("flags, layout", [([], "auto"), (["--layout", "channels_first"], "channels_first")])
+def test_layout_flag_sets_the_proxy(flags: list[str], layout: str) -> None:
+    """``--layout`` names the training memory format (a fixed one repeats exactly; ``auto`` times both)."""
+    from nas.cli import build_parser
+    from nas.commands._run_options import proxy_from_args
+    from nas.commands.expand import DEFAULT_PROXY
+
+    args = build_parser().parse_args(["expand", "--target-gflops", "1", *flags])
+    assert proxy_from_args(args, DEFAULT_PROXY).layout == layout
+
+
+def test_bad_layout_names_the_choices(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    code = main(["expand", "--target-gflops", "1", "--layout", "nhwc", "--runs-dir", str(tmp_path), *FORMULA])
+    err = capsys.readouterr().err
+    assert err == "xnas: error: --layout: got 'nhwc'; allowed: one of auto, channels_last_3d, channels_first\n"
+    assert code == 2

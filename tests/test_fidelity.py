@@ -138,6 +138,8 @@ def test_expand_run_audited_with_its_own_formula_agrees_perfectly(expand_run: Pa
     assert report["n"] == 13                                         # 2 steps x 6 candidates + the start
     assert {s["step"] for s in report["steps"]} == {1, 2}
     assert all(s["agree"] and s["kendall_tau"] == pytest.approx(1.0) for s in report["steps"])
+    assert all(s["run_choice_reference_rank"] == 1 for s in report["steps"])
+    assert report["mean_step_kendall_tau"] == pytest.approx(1.0)
     assert {"hash", "run_score", "reference_score"} <= set(report["pairs"][0])
     out = run / "fidelity"
     assert (out / "fidelity.csv").is_file() and (out / "plots" / "fidelity.png").stat().st_size > 1000
@@ -281,6 +283,7 @@ def test_step_audit_reports_a_disagreeing_reference_choice() -> None:
              for h, axis, run, ref in [("a", "width", 40.0, 35.0), ("b", "depth", 30.0, 50.0), ("c", "frames", 25.0, 31.0)]]
     (step,) = audit_steps([parent, *cands], accepted={1: "width"}, parents={1: "p"}, criterion="gain-per-log-cost")
     assert (step.run_choice, step.reference_choice, step.agree) == ("width", "depth", False)
+    assert step.run_choice_reference_rank == 2   # reference criterion: depth, then width, then frames
     assert step.n == 3 and step.kendall_tau == pytest.approx(1 / 3)   # pairs: (a,b) -, (a,c) +, (b,c) +
     (orphan,) = audit_steps(cands, accepted={1: "width"}, parents={}, criterion="accuracy")
     assert orphan.agree is None and "parent not audited" in orphan.note

@@ -14,16 +14,16 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from nas.data.synthetic import DEFAULT_TASK, TASKS
 from nas.errors import RunError, UsageError
-from nas.proxy import Proxy
+from nas.proxy import LAYOUTS, Proxy
 from nas.commands.argtypes import fraction as _fraction
 from nas.commands.argtypes import non_negative_float as _non_negative_float
 from nas.commands.argtypes import non_negative_int as _non_negative_int
 from nas.commands.argtypes import positive_int as _positive_int
 
 # Two threads per trial (one when the machine has one core). Measured on 2 cores
-# (experiments/results/threads_per_trial.md): one trial at 2 threads trains mid-size X3D candidates
-# 1.2-1.65x faster than two 1-thread trials side by side (the README main job: 483 s against 663 s, though
-# the two took different paths); only the smallest candidates (< 0.2 GFLOPs) gain from two at once.
+# (experiments/results/threads_per_trial.md): one trial at 2 threads trains X3D candidates of 0.3 GFLOPs
+# and up 1.2-1.6x faster than two 1-thread trials side by side, and those dominate an expansion's time;
+# smaller candidates run 1.3-1.8x faster two at a time.
 DEFAULT_CPUS_PER_TRIAL = float(min(2, os.cpu_count() or 1))
 
 if TYPE_CHECKING:
@@ -63,8 +63,8 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula:
                    "Ray sized to this machine)")
     g.add_argument("--cpus-per-trial", type=_non_negative_float, default=DEFAULT_CPUS_PER_TRIAL,
                    help="CPUs each Ray trial reserves, and the torch threads it trains with (default 2, 1 on a "
-                        "one-core machine: on 2 cores one 2-thread trial trains 1.2-1.65x faster than two 1-thread "
-                        "trials at once, experiments/results/threads_per_trial.md)")
+                        "one-core machine: on 2 cores one 2-thread trial trains candidates of 0.3 GFLOPs and up 1.2-1.6x "
+                        "faster than two 1-thread trials at once, experiments/results/threads_per_trial.md)")
     g.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0,
                    help="GPUs each Ray trial reserves (default 0)")
     g.add_argument("--memory-per-trial", type=_non_negative_float, default=0.0,
@@ -104,6 +104,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula:
     g.add_argument("--precise-bn-batches", type=_non_negative_int,
                    help=f"training batches that re-estimate BN statistics before validation (default "
                         f"{proxy.precise_bn_batches}; 0: keep the running averages)")
+    g.add_argument("--layout", metavar="{" + ",".join(LAYOUTS) + "}",
+                   help=f"memory format of training (default {proxy.layout}: time both on the first batch and keep "
+                        "the faster, which is fastest but lets timing noise pick the layout, and so the floating-point "
+                        "result, of architectures whose two layouts run equally fast; name one for results that "
+                        "repeat exactly on this machine)")
     parser.set_defaults(_default_proxy=proxy.to_dict())
 
 
@@ -111,14 +116,18 @@ def proxy_from_args(args: argparse.Namespace, default: Proxy) -> Proxy:
     """``default`` with the fields given on the command line replaced (``UsageError`` if invalid)."""
     overrides = {field: getattr(args, field, None) for field in
                  ("steps", "batch_size", "size_scale", "task", "lr", "train_clips", "val_clips",
-                  "zero_init_residual", "precise_bn_batches")}
+                  "zero_init_residual", "precise_bn_batches", "layout")}
     raw = {**default.to_dict(), **{k: v for k, v in overrides.items() if v is not None}}
     # a proxy shorter than its warm-up / checkpoint interval would never warm up fully: scale them down
     raw["warmup_steps"] = min(raw["warmup_steps"], max(0, raw["steps"] // 5))
     try:
         return Proxy.from_dict(raw)
     except ValueError as err:
-        raise UsageError(str(err)) from None
+        # name the flag the user typed, not the proxy's field ("proxy.val_clips" -> "--val-clips")
+        message = str(err)
+        for name in overrides:
+            message = message.replace(f"proxy.{name}:", f"--{name.replace('_', '-')}:")
+        raise UsageError(message) from None
 
 
 def run_settings(args: argparse.Namespace) -> dict[str, Any]:

@@ -256,7 +256,9 @@ def _summary(report: Any, paths: dict[str, Path]) -> str:
         lines.append("  expansion steps: tau within the step's candidates; the axis the run accepted vs the reference's")
         for s in report.steps:
             verdict = {True: "same", False: "differs", None: "-"}[s.agree]
+            rank = "" if s.run_choice_reference_rank is None else f" (run's axis: reference's #{s.run_choice_reference_rank})"
             lines.append(f"    step {s.step}: n={s.n} tau {_fmt(s.kendall_tau)}  run {s.run_choice or '-':<12} "
-                         f"reference {s.reference_choice or '-':<12} {verdict}" + (f"  ({s.note})" if s.note else ""))
+                         f"reference {s.reference_choice or '-':<12} {verdict}{rank}" + (f"  ({s.note})" if s.note else ""))
+        lines.append(f"    mean within-step tau {_fmt(report.mean_step_tau)}")
     lines += [f"  wrote {paths['json']}, {paths['csv']}, {paths['plot']}", f"  {GFLOPS_NOTE}"]
     return "\n".join(lines)
