@@ -250,6 +250,9 @@ class Pair:
     role: str = ""
     reference_status: str = "ok"
     latency_ms: float | None = None  # the run's predicted latency (a --target-ms run's cost)
+    # the reference's top-1 when ``reference_score`` is another metric (--metric loss): a step's decision
+    # is replayed with the run's criterion, which is written in top-1 (and loss), whatever the audit ranks
+    reference_top1: float | None = None
 
     @property
     def cost(self) -> float:
@@ -283,6 +286,10 @@ class StepAudit:
                 "run_choice_reference_rank": self.run_choice_reference_rank, "note": self.note}
 
 
+def _reference_top1(p: Pair) -> float:
+    return p.reference_top1 if p.reference_top1 is not None else p.reference_score
+
+
 def audit_steps(pairs: Sequence[Pair], accepted: Mapping[int, str], parents: Mapping[int, str],
                 criterion: str) -> list[StepAudit]:
     """Per expansion step: tau within its candidates, and whether the reference picks the run's axis.
@@ -310,8 +317,9 @@ def audit_steps(pairs: Sequence[Pair], accepted: Mapping[int, str], parents: Map
         run_choice = accepted.get(step, "")
         if parent is not None and math.isfinite(parent.reference_score) and cands:
             # the trade-off in the cost the run expanded in (GFLOPs, or predicted ms)
-            scored = [(criterion_score(criterion, c.reference_score, c.reference_loss, c.cost,
-                                       parent.reference_score, parent.reference_loss, parent.cost), c) for c in cands]
+            scored = [(criterion_score(criterion, _reference_top1(c), c.reference_loss, c.cost,
+                                       _reference_top1(parent), parent.reference_loss, parent.cost), c)
+                      for c in cands]
             best = max(s for s, _ in scored)
             tied = [c.axis for s, c in scored if s == best]
             choice = tied[0]

@@ -289,6 +289,18 @@ def test_step_audit_reports_a_disagreeing_reference_choice() -> None:
     assert orphan.agree is None and "parent not audited" in orphan.note
 
 
+def test_a_loss_audit_replays_the_step_in_top1() -> None:
+    """Ranked by loss, a step is still replayed with the run's criterion in top-1: the candidate with the
+    highest loss is not the reference's choice (the bug this guards: loss read as top-1)."""
+    from nas.fidelity import Pair, audit_steps
+
+    parent = Pair("p", "p", 1.0, 1.5, 1.6, reference_loss=1.6, reference_top1=30.0, role="start", step=0)
+    cands = [Pair(h, h, 2.0, run, loss, reference_loss=loss, reference_top1=top1, step=1, axis=axis, role="candidate")
+             for h, axis, run, loss, top1 in [("a", "width", 1.2, 1.1, 50.0), ("b", "depth", 1.4, 1.5, 35.0)]]
+    (step,) = audit_steps([parent, *cands], accepted={1: "width"}, parents={1: "p"}, criterion="gain-per-log-cost")
+    assert (step.reference_choice, step.agree, step.run_choice_reference_rank) == ("width", True, 1)
+
+
 @pytest.mark.slow
 def test_audit_with_a_real_proxy_reference_on_ray(tmp_path: Path, capsys) -> None:
     """A proxy-trained expansion run (2 steps per candidate) audited by the proxy trainer in Ray trials

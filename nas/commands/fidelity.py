@@ -211,6 +211,7 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
             run_score=float(r["loss"] if loss_metric else r["top1"]),
             reference_score=(res.loss if loss_metric else res.top1) if ok else float("nan"),
             reference_loss=res.loss if ok else float("nan"),
+            reference_top1=res.top1 if ok else float("nan"),
             step=int(tag["step"]) if str(tag["step"]) != "" else None, axis=tag["axis"], role=tag["role"],
             reference_status=res.status))
     proxy = proxy_from_args(args, DEFAULT_REFERENCE)
