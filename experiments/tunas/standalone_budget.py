@@ -7,7 +7,10 @@ architecture budget (600 steps x 4 clips) and reports its validation top-1 (chan
 with the binomial standard error, for each seed. Every trial goes through ``nas.train.evaluate``;
 results are cached in the output JSON, so a rerun only trains what is missing. Run::
 
-    .venv/bin/python experiments/tunas/standalone_budget.py [--seeds 0,1] [--out experiments/tunas/results/standalone_budget.json]
+    .venv/bin/python experiments/tunas/standalone_budget.py [--set budgets|clips] [--seeds 0,1] [--old-recipe]
+
+``standalone_budget.json`` was measured with ``--old-recipe`` (zero-initialised residual branches, no
+precise BN); the current recipe writes ``standalone_budget_v2.json``.
 """
 from __future__ import annotations
 
@@ -28,50 +31,70 @@ from nas.drivers.tunas.driver import reclip  # noqa: E402
 from nas.proxy import Proxy  # noqa: E402
 from nas.train import evaluate  # noqa: E402
 
-# (label, steps, batch, size_scale, task): the default search gives each sampled architecture 4 clips a
-# step for 600 steps at 0.125 of the crop; the others ask what more clips, more steps, more pixels buy
+# (label, steps, batch, size_scale, task, clip): the default search gives each sampled architecture 4
+# clips a step for 600 steps at 0.125 of the crop, at the 8x5x112 clip; the others ask what more clips,
+# more steps, more pixels and a clip that spans more of the event buy
 BUDGETS = [
-    ("search budget: 600 x 4 @ 14²", 600, 4, 0.125, "graded"),
-    ("4x clips: 600 x 16 @ 14²", 600, 16, 0.125, "graded"),
-    ("4x clips, 2.5x steps: 1500 x 16 @ 14²", 1500, 16, 0.125, "graded"),
-    ("4x clips, 2x pixels: 600 x 16 @ 28²", 600, 16, 0.25, "graded"),
-    ("search budget on event_order: 600 x 4 @ 14²", 600, 4, 0.125, "event_order"),
-    ("4x clips on event_order: 600 x 16 @ 14²", 600, 16, 0.125, "event_order"),
+    ("search budget: 600 x 4 @ 14²", 600, 4, 0.125, "graded", (8, 5, 112)),
+    ("4x clips: 600 x 16 @ 14²", 600, 16, 0.125, "graded", (8, 5, 112)),
+    ("4x clips, 2.5x steps: 1500 x 16 @ 14²", 1500, 16, 0.125, "graded", (8, 5, 112)),
+    ("4x clips, 2x pixels: 600 x 16 @ 28²", 600, 16, 0.25, "graded", (8, 5, 112)),
+    ("search budget on event_order: 600 x 4 @ 14²", 600, 4, 0.125, "event_order", (8, 5, 112)),
+    ("4x clips on event_order: 600 x 16 @ 14²", 600, 16, 0.125, "event_order", (8, 5, 112)),
 ]
+# graded's event fills 52-72 of the 96 source frames; 8x5 spans 40 of them. Clips of the movinet space
+# that span more of it, at the search budget and at 4x its clips
+CLIP_BUDGETS = [
+    (f"{f}x{st}: {steps} x {b} @ 14²", steps, b, 0.125, "graded", (f, st, 112))
+    for f, st in ((8, 5), (16, 5), (16, 6)) for steps, b in ((600, 4), (600, 16))
+]
+SETS = {"budgets": BUDGETS, "clips": CLIP_BUDGETS}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--set", choices=sorted(SETS), default="budgets",
+                        help="budgets: more clips, steps, pixels at 8x5x112; clips: clips spanning more of the event")
     parser.add_argument("--seeds", default="0,1")
     parser.add_argument("--val-clips", type=int, default=1024)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "standalone_budget.json")
+    parser.add_argument("--old-recipe", action="store_true",
+                        help="zero-initialised residual branches and no precise BN (how standalone_budget.json was "
+                             "measured, before the proxy's recipe changed)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: results/standalone_budget.json with --old-recipe, else "
+                             "results/standalone_budget_v2.json")
     args = parser.parse_args()
+    name = "standalone_budget.json" if args.old_recipe else "standalone_budget_v2.json"
+    args.out = args.out or Path(__file__).parent / "results" / name
     torch.set_num_threads(args.threads)
-    arch = reclip(load_arch("movinet-a0"), (8, 5, 112))
+    base = load_arch("movinet-a0")
     done = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": []}
     have = {(r["label"], r["seed"]) for r in done["runs"]}
     done.setdefault("matmul_gmacs", []).append(round(matmul_peak(), 1))
-    for label, steps, batch, scale, task in BUDGETS:
+    recipe = {"zero_init_residual": True, "precise_bn_batches": 0} if args.old_recipe else {}
+    for label, steps, batch, scale, task, clip in SETS[args.set]:
+        arch = reclip(base, clip)
         for seed in (int(s) for s in args.seeds.split(",")):
             if (label, seed) in have:
                 continue
             proxy = Proxy(steps=steps, batch_size=batch, size_scale=scale, task=task, val_clips=args.val_clips,
-                          train_clips=2048, checkpoint_every=0)
+                          train_clips=2048, checkpoint_every=0, **recipe)
             t0 = time.perf_counter()
             r = evaluate(arch, "synthetic", proxy, seed=seed, progress=False)
             p = r.top1 / 100
             row = {"label": label, "seed": seed, "steps": steps, "batch": batch, "size_scale": scale, "task": task,
+                   "clip": "x".join(map(str, clip)), "gflops": arch.cost().gflops,
                    "crop": r.size, "top1": r.top1, "se": 100 * math.sqrt(max(p * (1 - p), 1e-12) / args.val_clips),
                    "loss": r.loss, "wall_s": round(time.perf_counter() - t0, 1), "status": r.status}
             print(json.dumps(row), flush=True)
             done["runs"].append(row)
             args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({**done, "arch": arch.name, "val_clips": args.val_clips,
-                                            "threads": args.threads}, indent=1))
+            args.out.write_text(json.dumps({**done, "arch": base.name, "val_clips": args.val_clips,
+                                            "threads": args.threads, "proxy_recipe": recipe or "default"}, indent=1))
     done["matmul_gmacs"].append(round(matmul_peak(), 1))
-    args.out.write_text(json.dumps({**done, "arch": arch.name, "val_clips": args.val_clips, "threads": args.threads},
-                                   indent=1))
+    args.out.write_text(json.dumps({**done, "arch": base.name, "val_clips": args.val_clips, "threads": args.threads,
+                                    "proxy_recipe": recipe or "default"}, indent=1))
 
 
 if __name__ == "__main__":
