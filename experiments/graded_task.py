@@ -308,8 +308,9 @@ def cmd_report(args: argparse.Namespace) -> None:
         t = first(arch)
         lines.append(f"| {arch.name} | {_fmt(t)} | {_se(t, n_val)} |")
     t_fw = first(fw)
-    lines += ["", f"The frame-wise X3D-S: {_fmt(t_fw)} % against a chance of 16.7 % "
-              f"({_verdict(t_fw is not None and t_fw < 16.7 + 3 * 0.75)} within 3 SE of chance).", ""]
+    verdict = "not measured" if t_fw is None else (
+        "within 3 SE of chance: met" if t_fw < 16.7 + 3 * 0.75 else "more than 3 SE above chance: **not met**")
+    lines += ["", f"The frame-wise X3D-S: {_fmt(t_fw)} % against a chance of 16.7 % ({verdict}).", ""]
     summary["order"] = {a.name: first(a) for a in (s, fw)}
 
     # 2. graded
