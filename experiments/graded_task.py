@@ -309,7 +309,8 @@ def cmd_report(args: argparse.Namespace) -> None:
         lines.append(f"| {arch.name} | {_fmt(t)} | {_se(t, n_val)} |")
     t_fw = first(fw)
     verdict = "not measured" if t_fw is None else (
-        "within 3 SE of chance: met" if t_fw < 16.7 + 3 * 0.75 else "more than 3 SE above chance: **not met**")
+        "within 3 SE of chance: met" if t_fw < 100 / 6 + 3 * 100 * math.sqrt(5 / 36 / n_val)
+        else "more than 3 SE above chance: **not met**")
     lines += ["", f"The frame-wise X3D-S: {_fmt(t_fw)} % against a chance of 16.7 % ({verdict}).", ""]
     summary["order"] = {a.name: first(a) for a in (s, fw)}
 

@@ -73,6 +73,12 @@ def main() -> None:
     have = {(r["label"], r["seed"]) for r in done["runs"]}
     done.setdefault("matmul_gmacs", []).append(round(matmul_peak(), 1))
     recipe = {"zero_init_residual": True, "precise_bn_batches": 0} if args.old_recipe else {}
+
+    def save() -> None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({**done, "arch": base.name, "val_clips": args.val_clips,
+                                        "threads": args.threads, "proxy_recipe": recipe or "default"}, indent=1))
+
     for label, steps, batch, scale, task, clip in SETS[args.set]:
         arch = reclip(base, clip)
         for seed in (int(s) for s in args.seeds.split(",")):
@@ -89,12 +95,9 @@ def main() -> None:
                    "loss": r.loss, "wall_s": round(time.perf_counter() - t0, 1), "status": r.status}
             print(json.dumps(row), flush=True)
             done["runs"].append(row)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps({**done, "arch": base.name, "val_clips": args.val_clips,
-                                            "threads": args.threads, "proxy_recipe": recipe or "default"}, indent=1))
+            save()
     done["matmul_gmacs"].append(round(matmul_peak(), 1))
-    args.out.write_text(json.dumps({**done, "arch": base.name, "val_clips": args.val_clips, "threads": args.threads,
-                                    "proxy_recipe": recipe or "default"}, indent=1))
+    save()
 
 
 if __name__ == "__main__":
