@@ -383,7 +383,8 @@ def cmd_report(args: argparse.Namespace) -> None:
                 se_gain = statistics.stdev(diffs) / math.sqrt(len(diffs))
         z = gain / se_gain if gain is not None and se_gain else None
         verdict = "" if name == "parent" else "not measured" if gain is None else (
-            "one seed: undecided" if se_gain is None else "pays off" if z > 2 else "tie (inside the noise)")
+            "one seed: undecided" if se_gain is None else "pays off" if z > 2
+            else "below the parent (loses by > 2 SE)" if z < -2 else "tie (inside the noise)")
         c = arch.clip
         lines.append(f"| {name} | {c.frames}x{c.frame_stride}, {c.crop}² | {arch.cost().gflops:.3f} | "
                      + " / ".join(_fmt(v) for v in vals) + f" | {_fmt(gain)} | {_fmt(se_gain)} | {_fmt(z)} | {verdict} |")
