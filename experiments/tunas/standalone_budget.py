@@ -49,7 +49,8 @@ CLIP_BUDGETS = [
     for f, st in ((8, 5), (16, 5), (16, 6)) for steps, b in ((600, 4), (600, 16))
 ]
 # the same spans at half the frames: 8 frames at a wider stride cost what 8x5 costs and span 71-85 source
-# frames (strides outside the movinet space's 1-6, which the search's fixed --clip allows)
+# frames (strides outside the movinet space's 1-6: ``xnas search --clip`` refuses them on `movinet`, so a
+# search at these clips uses experiments/tunas/spaces/movinet-span.yaml)
 SPAN_BUDGETS = [
     (f"{f}x{st}: {steps} x {b} @ 14²", steps, b, 0.125, "graded", (f, st, 112))
     for f, st, steps, b in ((8, 10, 600, 4), (8, 10, 600, 16), (8, 12, 600, 16))
