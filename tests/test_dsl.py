@@ -277,6 +277,24 @@ def test_fix_sets_choices_and_keeps_the_rest() -> None:
     assert space.freeze({**sample, **clip}).cost() == arch.cost()
 
 
+def test_with_clip_accepts_a_clip_outside_the_choices_that_the_family_allows() -> None:
+    space = load_space("movinet")
+    assert 10 not in space.dims()["clip/frame_stride"].values
+    at_clip = space.with_clip((8, 10, 112))
+    assert at_clip.name == "movinet" and at_clip.file == space.file
+    assert set(at_clip.dims()) == set(space.dims()) - {"clip/frames", "clip/frame_stride", "clip/crop"}
+    sample = at_clip.random(4)
+    arch = at_clip.freeze(sample)
+    assert arch.doc["clip"] == {"frames": 8, "frame_stride": 10, "crop": 112}
+    # the stride changes which frames are read, not the network or its cost
+    assert arch.cost() == at_clip.with_clip((8, 5, 112)).freeze(sample).cost()
+    assert space.with_clip((8, 5, 112), name="m-8x5").name == "m-8x5"
+    with pytest.raises(DSLError, match=r"^clip/crop: got 4; allowed: an integer in \[8, 4096\]$"):
+        space.with_clip((8, 5, 4))
+    with pytest.raises(DSLError, match="family 'x3d' has none"):
+        load_space("x3d").with_clip((8, 5, 112))
+
+
 def test_fix_names_label_value_and_allowed() -> None:
     space = load_space("movinet")
     with pytest.raises(DSLError, match=r"clip/crop: got 113; allowed: one of 112"):

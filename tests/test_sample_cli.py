@@ -184,8 +184,17 @@ def test_clip_fixes_the_clip_like_a_search(tmp_path, capsys):
         assert doc["clip"] == {"frames": 8, "frame_stride": 5, "crop": 112}
         assert doc["head"]["dropout"] == load_space("movinet").dims()["head/dropout"].default
     capsys.readouterr()
-    assert _sample(tmp_path, "--space", "movinet", "--clip", "8x5x113", "--trials", "1") == 2
-    assert "--clip: clip/crop: got 113; allowed:" in capsys.readouterr().err
+    # a clip outside the space's clip choices is searched as given (stride 10: movinet offers 1-6) ...
+    assert _sample(tmp_path, "--space", "movinet", "--clip", "8x10x113", "--trials", "1", "--max-gflops", "0",
+                   "--name", "wide") == 0
+    path = pandas.read_csv(tmp_path / "wide" / "results.csv")["arch_path"][0]
+    assert Arch.load(tmp_path / "wide" / path).doc["clip"] == {"frames": 8, "frame_stride": 10, "crop": 113}
+    capsys.readouterr()
+    # ... but not one the family refuses, nor a clip on a family whose clip is a factor
+    assert _sample(tmp_path, "--space", "movinet", "--clip", "8x5x4", "--trials", "1") == 2
+    assert "--clip: clip/crop: got 4; allowed: an integer in [8, 4096]" in capsys.readouterr().err
+    assert _sample(tmp_path, "--space", "x3d", "--clip", "8x5x112", "--trials", "1") == 2
+    assert "family 'x3d' has none" in capsys.readouterr().err
 
 
 def test_timeout_stops_asking_and_a_rerun_goes_on(tmp_path):

@@ -14,7 +14,7 @@ from nas.dsl import Arch
 from nas.drivers.tunas.testing import TINY_SPACE, tiny_space
 
 FAST = ["--target-gflops", "0.0015", "--search-steps", "4", "--search-size-scale", "1", "--search-batch-size", "2", "--archs-per-step", "1",
-        "--val-multiplier", "2", "--search-train-clips", "4", "--clip", "4x2x32", "--top-k", "1",
+        "--val-multiplier", "2", "--search-train-clips", "4", "--clip", "4x3x32", "--top-k", "1",
         "--executor", "local", "--evaluator", "formula", "--no-progress"]
 
 
@@ -37,7 +37,9 @@ def test_search_writes_frozen_arch_trajectory_and_plots(space_file: Path, tmp_pa
     summary = json.loads(capsys.readouterr().out)
     s = summary["searches"][0]
     arch = Arch.load(s["argmax"])
-    assert tiny_space().contains(arch) and arch.hash == s["argmax_hash"]
+    # the search trains at --clip even where the space fixes another (its stride is 2)
+    assert arch.clip.frame_stride == 3 and tiny_space().with_clip((4, 3, 32)).contains(arch)
+    assert arch.hash == s["argmax_hash"]
     assert s["argmax_gflops"] == pytest.approx(arch.cost().gflops)
     assert s["argmax_top1"] is not None and len(s["top_k"]) == 1
     d = runs / "a" / "search-0.0015"
@@ -102,8 +104,8 @@ def test_kill_and_resume_ends_with_the_uninterrupted_policy(space_file: Path, tm
 def test_user_mistakes_exit_2_with_one_line(space_file: Path, tmp_path: Path, capsys) -> None:
     assert main(["search", "--space", "x3d", "--runs-dir", str(tmp_path)]) == 2
     assert "allowed: a movinet-family space" in capsys.readouterr().err
-    assert main(["search", "--space", str(space_file), "--clip", "4x3x32", "--runs-dir", str(tmp_path)]) == 2
-    assert "clip/frame_stride: got 3; allowed: 2" in capsys.readouterr().err
+    assert main(["search", "--space", str(space_file), "--clip", "4x3x4", "--runs-dir", str(tmp_path)]) == 2
+    assert "clip/crop: got 4; allowed: an integer in [8, 4096]" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["search", "--targets", "1,-2"])
 

@@ -59,7 +59,8 @@ def _setup(args: argparse.Namespace) -> tuple[nas.Space, Supernet, torch.Tensor,
 
 def _child(space: nas.Space, seed: int, classes: int) -> tuple[Arch, Arch]:
     """A uniform draw of the space at the search clip, as drawn and with the data's class count."""
-    arch = space.freeze({**space.random(seed), **default_fixed(space, (8, 5, 112))})
+    at_clip = space.with_clip((8, 5, 112))
+    arch = at_clip.freeze({**at_clip.random(seed), **default_fixed(at_clip)})
     return arch, Arch.from_dict({**arch.to_dict(), "classes": classes})
 
 

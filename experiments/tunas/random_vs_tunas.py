@@ -101,8 +101,8 @@ def main() -> None:
     summary: dict = {"target_gflops": args.target, "band": 0.05, "proxy": proxy.to_dict(), "seed": args.seed,
                      "entries": entries}
     if args.draws:
-        space = nas.load_space("movinet")
-        fixed = default_fixed(space, (8, 5, 112))
+        space = nas.load_space("movinet").with_clip((8, 5, 112))
+        fixed = default_fixed(space)
         rng = random.Random(args.seed)
         costs = sorted(space.freeze({**space.random(rng), **fixed}).cost().gflops for _ in range(args.draws))
         summary["uniform"] = {"draws": args.draws, "median_gflops": costs[len(costs) // 2],

@@ -70,7 +70,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--latency-threads", type=_positive_int, default=1,
                    help="with --target-ms: CPU threads the latency is predicted at (default 1)")
     p.add_argument("--clip", type=_clip, default=_clip(DEFAULT_CLIP),
-                   help=f"the fixed clip FRAMESxSTRIDExCROP the search trains and counts GFLOPs at (default {DEFAULT_CLIP})")
+                   help=f"the fixed clip FRAMESxSTRIDExCROP the search trains and counts GFLOPs at (default {DEFAULT_CLIP}); "
+                        "it may lie outside the space's clip choices")
     p.add_argument("--dropout", type=float, help="head dropout of the searched architectures (default: the space's first value)")
     p.add_argument("--top-k", type=int, default=2, help="most probable architectures of the final policy retrained besides the argmax (default 2)")
     p.add_argument("--baselines", default="nearest",
@@ -137,7 +138,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.top_k < 0:
         raise UsageError(f"--top-k: got {args.top_k}; allowed: an integer >= 0")
     try:
-        fixed = default_fixed(space, args.clip, args.dropout)
+        space = space.with_clip(args.clip)  # the search's one clip: it may lie outside the space's clip choices
+        fixed = default_fixed(space, args.dropout)
         base = SearchConfig(target_gflops=None if in_ms else targets[0], target_ms=args.target_ms,
                             fixed=fixed, steps=args.search_steps,
                             batch_size=args.search_batch_size, archs_per_step=args.archs_per_step,

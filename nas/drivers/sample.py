@@ -198,4 +198,5 @@ def fix_clip(space: "Space", clip: tuple[int, int, int]) -> "Space":
     what ``xnas search --clip`` searches, so costs compare with a search's."""
     from nas.drivers.tunas.search import default_fixed
 
-    return space.fix(default_fixed(space, clip), name=f"{space.name}-{'x'.join(map(str, clip))}")
+    at_clip = space.with_clip(clip, name=f"{space.name}-{'x'.join(map(str, clip))}")
+    return at_clip.fix(default_fixed(at_clip))

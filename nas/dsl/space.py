@@ -102,9 +102,32 @@ class Space:
     def __repr__(self) -> str:
         return f"Space({self.name!r}, family={self.family!r}, dims={len(self._dims)})"
 
+    def to_dict(self) -> dict[str, Any]:
+        """The space document as plain data (choices as ``{choice: ...}``, repeats as ``{repeat, each}``):
+        what :meth:`from_dict` reads back."""
+        return _to_raw(self.doc)
+
     def to_yaml(self) -> str:
         """The space document as YAML (repeats written back as ``{repeat, each}``)."""
-        return dump_yaml(_to_raw(self.doc))
+        return dump_yaml(self.to_dict())
+
+    def with_clip(self, clip: tuple[int, int, int], name: str | None = None) -> "Space":
+        """The space at one clip: its ``clip`` field set to ``clip`` = (frames, frame_stride, crop).
+
+        What a search trains and counts cost at. A value need not be one of the space's clip choices
+        (a search at stride 10 over a space whose strides are 1-6) but must be one the family allows.
+        ``name`` names the new space (default: this space's name). Raises :class:`DSLError` naming the
+        field and what is allowed, also when the family has no ``clip`` field (x3d's clip is a factor).
+        """
+        doc = self.to_dict()
+        if not isinstance(doc.get("clip"), dict):
+            raise DSLError("clip", list(clip), f"a space with a clip field (family {self.family!r} has none)")
+        doc["clip"] = dict(zip(("frames", "frame_stride", "crop"), clip))
+        if name:
+            doc["name"] = name
+        at_clip = Space.from_dict(doc)  # a bad clip is the caller's value, not the file's
+        at_clip.file = self.file
+        return at_clip
 
     def fix(self, values: Mapping[str, Any], name: str | None = None) -> "Space":
         """The sub-space with some choices set to one value each (e.g. the clip a search trains at).

@@ -199,32 +199,24 @@ class SearchResult:
         return bool(self.trajectory) and self.steps_done >= int(self.trajectory[-1].get("total_steps", 0))
 
 
-def default_fixed(space: Space, clip: tuple[int, int, int] | None = None, dropout: float | None = None) -> dict[str, Any]:
+def default_fixed(space: Space, dropout: float | None = None) -> dict[str, Any]:
     """Values for the choices a search does not decide (labels under :data:`SEARCH_FIXED_PREFIXES`).
 
-    ``clip`` = (frames, frame_stride, crop) and ``dropout`` override; otherwise each takes its
-    default (first) value. Raises ValueError naming the label if a value is not allowed.
+    ``dropout`` overrides the head dropout; every other such choice takes its default (first) value.
+    The clip a search trains at is written into the space first (:meth:`Space.with_clip`), so it may
+    lie outside the space's clip choices. Raises ValueError naming the label if a value is not allowed.
     """
-    dims = space.dims()
-    given = {}
-    if clip is not None:
-        given.update({"clip/frames": clip[0], "clip/frame_stride": clip[1], "clip/crop": clip[2]})
-    if dropout is not None:
-        given["head/dropout"] = dropout
     fixed = {}
-    for label, choice in dims.items():
+    for label, choice in space.dims().items():
         if label.startswith(SEARCH_FIXED_PREFIXES):
-            value = given.pop(label, choice.default)
+            value = dropout if label == "head/dropout" and dropout is not None else choice.default
             if not choice.admits(value):
                 raise ValueError(f"{label}: got {value!r}; allowed: {choice.allowed()}")
             fixed[label] = choice.normalise(value)
-    for label, value in given.items():  # the space fixes it already: it must agree
-        path = label.split("/")
-        node: Any = space.doc
-        for key in path:
-            node = node[key]
-        if node != value:
-            raise ValueError(f"{label}: got {value!r}; allowed: {node!r} (fixed by space {space.name!r})")
+    if dropout is not None and "head/dropout" not in fixed:  # the space fixes it already: it must agree
+        if space.doc["head"]["dropout"] != dropout:
+            raise ValueError(f"head/dropout: got {dropout!r}; allowed: {space.doc['head']['dropout']!r} "
+                             f"(fixed by space {space.name!r})")
     return fixed
 
 
