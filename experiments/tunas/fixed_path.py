@@ -62,12 +62,12 @@ CONDITIONS = ("supernet-a0", "supernet-wide", "standalone-a0", "supernet-a0-2048
 
 
 def train_one(condition: str, seed: int, clip: tuple[int, int, int], steps: int, batch: int,
-              zero_init_residual: bool) -> dict:
+              zero_init_residual: bool, lr: float = 3e-3) -> dict:
     """Train one condition and return its row."""
     space = load_space("movinet").with_clip(clip)
     train_clips = 2048 if condition.endswith("-2048") else 512
     cfg = SearchConfig(target_gflops=0.18, fixed=default_fixed(space), steps=steps, batch_size=batch,
-                       train_clips=train_clips, seed=seed, zero_init_residual=zero_init_residual)
+                       train_clips=train_clips, seed=seed, zero_init_residual=zero_init_residual, lr=lr)
     torch.manual_seed(seed)
     data = SupernetData("synthetic", space, cfg.fixed, cfg)
     arch = reclip(load_arch("movinet-a0"), clip, suffix=False)
@@ -126,7 +126,7 @@ def train_one(condition: str, seed: int, clip: tuple[int, int, int], steps: int,
             top1 = 100 * sum(int((model(x).argmax(-1) == y).sum()) for x, y in held) / sum(len(y) for _, y in held)
     n = sum(len(y) for _, y in held)
     p = top1 / 100
-    return {"condition": condition, "seed": seed, "zero_init_residual": zero_init_residual, "clip": "x".join(map(str, clip)), "steps": steps, "batch": batch,
+    return {"condition": condition, "seed": seed, "zero_init_residual": zero_init_residual, "lr": lr, "clip": "x".join(map(str, clip)), "steps": steps, "batch": batch,
             "train_clips": train_clips, "heldout_clips": n, "top1": round(top1, 2),
             "se": round(100 * math.sqrt(max(p * (1 - p), 1e-12) / n), 2),
             "final_train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 3),
@@ -150,18 +150,20 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--zero-init-residual", action="store_true")
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3, the search's)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fixed_path.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     clip = tuple(int(v) for v in args.clip.split("x"))
     done = json.loads(args.out.read_text()) if args.out.is_file() else {"runs": []}
     done.setdefault("matmul_gmacs", []).append(round(matmul_peak(), 1))
-    have = {(r["condition"], r["seed"], r["clip"], r["steps"], r["batch"], r["zero_init_residual"]) for r in done["runs"]}
+    have = {(r["condition"], r["seed"], r["clip"], r["steps"], r["batch"], r["zero_init_residual"], r.get("lr", 3e-3))
+            for r in done["runs"]}
     for condition in args.conditions.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            if (condition, seed, args.clip, args.steps, args.batch, args.zero_init_residual) in have:
+            if (condition, seed, args.clip, args.steps, args.batch, args.zero_init_residual, args.lr) in have:
                 continue
-            row = train_one(condition, seed, clip, args.steps, args.batch, args.zero_init_residual)
+            row = train_one(condition, seed, clip, args.steps, args.batch, args.zero_init_residual, args.lr)
             print(json.dumps(row), flush=True)
             done["runs"].append(row)
             args.out.parent.mkdir(parents=True, exist_ok=True)
