@@ -37,7 +37,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -49,6 +48,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_train import matmul_peak  # noqa: E402
 
 from nas import load_arch, load_space  # noqa: E402
+from nas.drivers.expand import top1_se  # noqa: E402
 from nas.drivers.tunas.driver import reclip  # noqa: E402
 from nas.drivers.tunas.search import (SearchConfig, SupernetData, default_fixed, heldout_top1,  # noqa: E402
                                       supernet_backward, warmup_steps)
@@ -125,10 +125,9 @@ def train_one(condition: str, seed: int, clip: tuple[int, int, int], steps: int,
         with torch.no_grad():
             top1 = 100 * sum(int((model(x).argmax(-1) == y).sum()) for x, y in held) / sum(len(y) for _, y in held)
     n = sum(len(y) for _, y in held)
-    p = top1 / 100
     return {"condition": condition, "seed": seed, "zero_init_residual": zero_init_residual, "lr": lr, "clip": "x".join(map(str, clip)), "steps": steps, "batch": batch,
             "train_clips": train_clips, "heldout_clips": n, "top1": round(top1, 2),
-            "se": round(100 * math.sqrt(max(p * (1 - p), 1e-12) / n), 2),
+            "se": round(top1_se(top1, n), 2),
             "final_train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 3),
             # mean training loss per 100 steps: when (and whether) it leaves the plateau at ln(classes)
             "loss_per_100_steps": [round(sum(w) / len(w), 3) for w in (losses[i:i + 100] for i in range(0, steps, 100))],

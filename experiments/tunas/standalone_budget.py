@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_train import matmul_peak  # noqa: E402
 
 from nas import load_arch  # noqa: E402
+from nas.drivers.expand import top1_se  # noqa: E402
 from nas.drivers.tunas.driver import reclip  # noqa: E402
 from nas.proxy import Proxy  # noqa: E402
 from nas.train import evaluate  # noqa: E402
@@ -49,8 +49,8 @@ CLIP_BUDGETS = [
     for f, st in ((8, 5), (16, 5), (16, 6)) for steps, b in ((600, 4), (600, 16))
 ]
 # the same spans at half the frames: 8 frames at a wider stride cost what 8x5 costs and span 71-85 source
-# frames (strides outside the movinet space's 1-6: ``xnas search --clip`` refuses them on `movinet`, so a
-# search at these clips uses experiments/tunas/spaces/movinet-span.yaml)
+# frames (strides outside the movinet space's 1-6; ``xnas search --clip`` takes them on `movinet` since
+# c9e4a70, before which a search at these clips needed experiments/tunas/spaces/movinet-span.yaml)
 SPAN_BUDGETS = [
     (f"{f}x{st}: {steps} x {b} @ 14²", steps, b, 0.125, "graded", (f, st, 112))
     for f, st, steps, b in ((8, 10, 600, 4), (8, 10, 600, 16), (8, 12, 600, 16))
@@ -96,10 +96,9 @@ def main() -> None:
                           train_clips=2048, checkpoint_every=0, **recipe)
             t0 = time.perf_counter()
             r = evaluate(arch, "synthetic", proxy, seed=seed, progress=False)
-            p = r.top1 / 100
             row = {"label": label, "seed": seed, "steps": steps, "batch": batch, "size_scale": scale, "task": task,
                    "clip": "x".join(map(str, clip)), "gflops": arch.cost().gflops,
-                   "crop": r.size, "top1": r.top1, "se": 100 * math.sqrt(max(p * (1 - p), 1e-12) / args.val_clips),
+                   "crop": r.size, "top1": r.top1, "se": top1_se(r.top1, args.val_clips),
                    "loss": r.loss, "wall_s": round(time.perf_counter() - t0, 1), "status": r.status}
             print(json.dumps(row), flush=True)
             done["runs"].append(row)

@@ -61,7 +61,7 @@ from nas.proxy import TrialResult
 __all__ = [
     "AXES", "CRITERIA", "PAPER_SYMBOLS", "ExpandError", "criterion_score", "Solution", "Candidate", "ExpansionResult",
     "Measure", "expandable", "factor_bounds", "solve_axis", "build_candidates", "contract", "expand",
-    "replay", "write_outputs", "summary_text", "TRAJECTORY_COLUMNS",
+    "replay", "write_outputs", "summary_text", "TRAJECTORY_COLUMNS", "top1_se", "top1_se_of_difference",
 ]
 
 # The paper's axis order (Figure 2 legend); also the tie-break order.
@@ -347,11 +347,16 @@ def build_candidates(current: Arch, step: int, rate: float, axes: Sequence[str] 
     return out, skipped
 
 
+def top1_se(top1: float, val_clips: int) -> float:
+    """The binomial standard error (points) of a top-1 (percent) measured on ``val_clips`` clips."""
+    p = top1 / 100
+    return 100 * math.sqrt(max(p * (1 - p), 1e-12) / val_clips)
+
+
 def top1_se_of_difference(top1_a: float, top1_b: float, val_clips: int) -> float:
     """The binomial standard error (points) of the difference of two top-1 values measured on
     ``val_clips`` validation clips each."""
-    pa, pb = top1_a / 100, top1_b / 100
-    return 100 * math.sqrt(max(pa * (1 - pa), 1e-12) / val_clips + max(pb * (1 - pb), 1e-12) / val_clips)
+    return math.hypot(top1_se(top1_a, val_clips), top1_se(top1_b, val_clips))
 
 
 def choose(cands: Sequence[Candidate], val_clips: int | None = None) -> tuple[Candidate, str]:
