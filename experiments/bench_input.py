@@ -71,7 +71,7 @@ def consumed(arch: Arch, proxy: Proxy, steps: int) -> tuple[float, str]:
     clip = arch.clip
     crop = max(8, round(clip.crop * proxy.size_scale))
     torch.manual_seed(0)
-    model = build_model(Arch.from_dict({**arch.to_dict(), "classes": 2})).train()
+    model = build_model(arch.with_classes(2)).train()
     optimizer = make_optimizer(model, proxy)
     x = torch.randint(0, 255, (proxy.batch_size, clip.frames, crop, crop, 3), dtype=torch.uint8).numpy()
     y = torch.randint(0, 2, (proxy.batch_size,))

@@ -53,7 +53,7 @@ class _Trainer:
 
     def __init__(self, arch: Arch, crop: int, batch: int, layout: str, classes: int = 26) -> None:
         fmt = LAYOUTS[layout]
-        sized = Arch.from_dict({**arch.to_dict(), "classes": classes})
+        sized = arch.with_classes(classes)
         torch.manual_seed(0)
         self.model = build_model(sized).to(memory_format=fmt).train()
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=1e-3)

@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from nas.dsl.arch import Arch
 from nas.models import build_model
 from nas.proxy import Proxy
 from nas.registry import load_arch
@@ -47,7 +46,7 @@ def main() -> None:
     train, val, _ = make_data("synthetic", arch, proxy, args.seed)
     data_s = time.perf_counter() - t0
     seed_everything(args.seed)
-    sized = Arch.from_dict({**arch.to_dict(), "classes": train.num_classes})
+    sized = arch.with_classes(train.num_classes)
     model = build_model(sized, zero_init_residual=proxy.zero_init_residual).train()
     optimizer = make_optimizer(model, proxy)
     batches = batch_indices(len(train), proxy.batch_size, args.seed, 0)

@@ -226,8 +226,8 @@ def memory_estimate(arch: Arch, proxy: Proxy, classes: int | None = None) -> flo
     """
     from nas.measure import training_activation_bytes
 
-    if classes is not None and arch.doc["classes"] != classes:
-        arch = Arch.from_dict({**arch.to_dict(), "classes": classes})
+    if classes is not None:
+        arch = arch.with_classes(classes)
     clip = arch.clip
     crop = max(8, round(clip.crop * proxy.size_scale))
     with torch.device("meta"):
@@ -307,9 +307,7 @@ def _initial_model(trained: Arch, init: dict[str, Any] | None, seed: int, classe
         model = build_model(trained)
         model.load_state_dict(weights)
         return model, False
-    parent = Arch.from_dict(init["parent"])
-    if parent.doc["classes"] != classes:
-        parent = Arch.from_dict({**parent.to_dict(), "classes": classes})
+    parent = Arch.from_dict(init["parent"]).with_classes(classes)
     parent_model = build_model(parent)
     parent_model.load_state_dict(weights)
     child = inherit(parent_model, parent, trained, seed=seed, noise=float(init.get("noise") or 0.0))
@@ -376,7 +374,7 @@ def evaluate(arch: Arch, data: str | tuple[ClipData, ClipData], proxy: Proxy, se
     else:
         (train, val), result.data = data, "in-memory"
     classes = train.num_classes
-    trained = Arch.from_dict({**arch.to_dict(), "classes": classes}) if arch.doc["classes"] != classes else arch
+    trained = arch.with_classes(classes)
     limit = memory_limit_gib if memory_limit_gib is not None else 0.9 * memory_available(dev)
     need = memory_estimate(trained, proxy)
     if need > limit:

@@ -295,6 +295,16 @@ def test_with_clip_accepts_a_clip_outside_the_choices_that_the_family_allows() -
         load_space("x3d").with_clip((8, 5, 112))
 
 
+def test_with_classes_changes_only_the_class_count() -> None:
+    arch = load_arch("x3d-xs")
+    six = arch.with_classes(6)
+    assert six.doc["classes"] == 6 and arch.doc["classes"] == 400
+    assert {k: v for k, v in six.doc.items() if k != "classes"} == {k: v for k, v in arch.doc.items() if k != "classes"}
+    assert arch.with_classes(400) is arch
+    with pytest.raises(DSLError, match=r"^classes: got 0; allowed: an integer in \[1, 100000\]$"):
+        arch.with_classes(0)
+
+
 def test_fix_names_label_value_and_allowed() -> None:
     space = load_space("movinet")
     with pytest.raises(DSLError, match=r"clip/crop: got 113; allowed: one of 112"):

@@ -22,7 +22,6 @@ default).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import statistics
@@ -35,7 +34,6 @@ import torch.nn.functional as F
 
 import nas
 from nas.dsl import Arch
-from nas.families.movinet import resolve
 from nas.drivers.tunas.search import SearchConfig, default_fixed, supernet_backward, supernet_loss
 from nas.drivers.tunas.supernet import Path as NetPath, Supernet
 
@@ -61,7 +59,7 @@ def _child(space: nas.Space, seed: int, classes: int) -> tuple[Arch, Arch]:
     """A uniform draw of the space at the search clip, as drawn and with the data's class count."""
     at_clip = space.with_clip((8, 5, 112))
     arch = at_clip.freeze({**at_clip.random(seed), **default_fixed(at_clip)})
-    return arch, Arch.from_dict({**arch.to_dict(), "classes": classes})
+    return arch, arch.with_classes(classes)
 
 
 def _time(fn, reps: int) -> tuple[float, float]:
@@ -103,7 +101,7 @@ def main() -> None:
     rows = []
     for i in range(args.archs):
         arch, arch_c = _child(space, args.seed * 1000 + i, args.classes)
-        path = NetPath(dataclasses.replace(resolve(arch_c.doc)))
+        path = NetPath.of(arch_c)
         model = supernet.extract(arch_c).train()
 
         def sn_step() -> None:
@@ -147,7 +145,7 @@ def compare_l2(args: argparse.Namespace) -> None:
         return time.perf_counter() - t0
 
     for i in range(args.archs):
-        path = NetPath(dataclasses.replace(resolve(_child(space, args.seed * 1000 + i, args.classes)[1].doc)))
+        path = NetPath.of(_child(space, args.seed * 1000 + i, args.classes)[1])
         step(path, "fused")
         for _ in range(args.reps):
             for how in ("autograd", "fused"):
@@ -168,7 +166,7 @@ def loop(args: argparse.Namespace) -> None:
     archs = [_child(space, args.seed * 100000 + i, args.classes)[1] for i in range(args.loop)]
     supernet_s = []
     for arch in archs:
-        path = NetPath(dataclasses.replace(resolve(arch.doc)))
+        path = NetPath.of(arch)
         t0 = time.perf_counter()
         supernet.zero_grad(set_to_none=True)
         supernet_backward(supernet, path, x, y, SEARCH)

@@ -6,7 +6,9 @@ separates the two suspects: weight sharing over many sampled paths, or the super
 recipe themselves. Each condition trains for ``--steps`` steps x ``--batch`` clips on the search's own
 data (``SupernetData``: the search's training split and held-out split, at the search clip and pixels),
 with the search's optimiser, schedule and loss, then reports the held-out top-1 the way the search
-measures ``supernet_top1`` (batch statistics), with its binomial standard error:
+measures ``supernet_top1`` (batch statistics), with its binomial standard error, and the same every 100
+steps (``top1_every_100_steps``, the last entry the final one: does it leave chance before the search's RL
+starts at step 150 of 600?):
 
 * ``supernet-a0``: the supernet, trained on MoViNet-A0's path every step (no sampling);
 * ``standalone-a0``: ``build_model`` of the same architecture, same data, optimiser and loss;
@@ -35,7 +37,6 @@ Results are cached in the output JSON by (condition, seed).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -54,7 +55,6 @@ from nas.drivers.tunas.search import (SearchConfig, SupernetData, default_fixed,
                                       supernet_backward, warmup_steps)
 from nas.drivers.tunas.controller import Controller  # noqa: E402
 from nas.drivers.tunas.supernet import Path as NetPath, Supernet, kernel_positions  # noqa: E402
-from nas.families.movinet import resolve  # noqa: E402
 from nas.loop import run_steps  # noqa: E402
 from nas.models import build_model  # noqa: E402
 
@@ -71,13 +71,12 @@ def train_one(condition: str, seed: int, clip: tuple[int, int, int], steps: int,
     torch.manual_seed(seed)
     data = SupernetData("synthetic", space, cfg.fixed, cfg)
     arch = reclip(load_arch("movinet-a0"), clip, suffix=False)
-    net = dataclasses.replace(resolve(arch.doc), classes=data.num_classes)
-    path = NetPath(net, frozenset())
+    path = NetPath.of(arch, classes=data.num_classes)
     dims, widest = space.dims(), space.sample_of(arch)  # A0 with every width and expansion at its largest
     for label in widest:
         if label.endswith(("width", "/expand", "/project")):
             widest[label] = max(dims[label].values) if dims[label].values is not None else dims[label].high
-    wide_path = NetPath(dataclasses.replace(resolve(space.freeze(widest).doc), classes=data.num_classes), frozenset())
+    wide_path = NetPath.of(space.freeze(widest), classes=data.num_classes)
     if condition == "supernet-wide":
         path = wide_path
     if condition == "shared-two":
@@ -97,14 +96,14 @@ def train_one(condition: str, seed: int, clip: tuple[int, int, int], steps: int,
         def step_fn(s: int) -> dict:
             sampled = ctrl.sample()
             ctrl.step += 1  # the warm-up's clock; the policy stays uniform
-            sampled_net = dataclasses.replace(resolve(sampled.arch.doc), classes=data.num_classes)
-            mixed = frozenset(p for label in sampled.mixed_labels for p in positions.get(label, ()))
-            return {"loss": supernet_backward(model, NetPath(sampled_net, mixed), *data.batch("train", s, batch), cfg)}
+            mixed = [p for label in sampled.mixed_labels for p in positions.get(label, ())]
+            path_now = NetPath.of(sampled.arch, mixed, classes=data.num_classes)
+            return {"loss": supernet_backward(model, path_now, *data.batch("train", s, batch), cfg)}
     elif condition.startswith("supernet"):
         model = Supernet(space, classes=data.num_classes, zero_init_residual=zero_init_residual)
         step_fn = lambda s: {"loss": supernet_backward(model, path, *data.batch("train", s, batch), cfg)}  # noqa: E731
     else:
-        model = build_model(_with_classes(arch, data.num_classes), zero_init_residual=zero_init_residual)
+        model = build_model(arch.with_classes(data.num_classes), zero_init_residual=zero_init_residual)
 
         def step_fn(s: int) -> dict:
             x, y = data.batch("train", s, batch)
@@ -114,13 +113,23 @@ def train_one(condition: str, seed: int, clip: tuple[int, int, int], steps: int,
     model.train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     losses: list[float] = []
+    held = [data.batch("held", i, 64) for i in range(len(data.held[1]) // 64)]
+    # the evaluated path's held-out top-1 every 100 steps: when it leaves chance (the search's RL starts
+    # at 25 % of the steps); costs about 3 % of the wall time, which includes it
+    curve: list[float] = []
+
+    def after_step(done: int, metrics: dict) -> None:
+        losses.append(metrics["loss"])
+        if done % 100 == 0 and done < steps and not condition.startswith("standalone"):
+            curve.append(round(heldout_top1(model, path, held), 1))
+
     t0 = time.perf_counter()
     run_steps(opt, step_fn, start=0, end=steps, total=steps, base_lr=cfg.lr, warmup=warmup_steps(steps),
-              after_step=lambda done, m: losses.append(m["loss"]))
+              after_step=after_step)
     wall = time.perf_counter() - t0
-    held = [data.batch("held", i, 64) for i in range(len(data.held[1]) // 64)]
     if not condition.startswith("standalone"):
         top1 = heldout_top1(model, path, held)
+        curve.append(round(top1, 1))
     else:
         with torch.no_grad():
             top1 = 100 * sum(int((model(x).argmax(-1) == y).sum()) for x, y in held) / sum(len(y) for _, y in held)
@@ -131,13 +140,8 @@ def train_one(condition: str, seed: int, clip: tuple[int, int, int], steps: int,
             "final_train_loss": round(sum(losses[-50:]) / len(losses[-50:]), 3),
             # mean training loss per 100 steps: when (and whether) it leaves the plateau at ln(classes)
             "loss_per_100_steps": [round(sum(w) / len(w), 3) for w in (losses[i:i + 100] for i in range(0, steps, 100))],
+            "top1_every_100_steps": curve,
             "chance": round(100 / data.num_classes, 2), "wall_s": round(wall, 1)}
-
-
-def _with_classes(arch, classes: int):
-    from nas.dsl import Arch
-
-    return Arch.from_dict({**arch.to_dict(), "classes": classes})
 
 
 def main() -> None:

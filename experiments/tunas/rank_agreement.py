@@ -32,7 +32,6 @@ import torch
 import nas
 import nas.train
 from nas.fidelity import kendall_tau_b  # the project's one implementation (xnas fidelity)
-from nas.families.movinet import resolve
 from nas.proxy import Proxy
 from nas.drivers.tunas.controller import Controller
 from nas.drivers.tunas.search import SearchConfig, SupernetData, supernet_backward, warmup_steps
@@ -149,9 +148,8 @@ def cmd_finetune(args: argparse.Namespace) -> None:
     t0 = time.perf_counter()
     def train_step(step: int) -> dict:
         arch = ctrl.policy.freeze(ctrl.policy.sample_indices(g))
-        net = dataclasses.replace(resolve(arch.doc), classes=data.num_classes)
         x, y = data.batch("train", step, cfg.batch_size)
-        return {"loss": supernet_backward(supernet, NetPath(net), x, y, cfg)}
+        return {"loss": supernet_backward(supernet, NetPath.of(arch, classes=data.num_classes), x, y, cfg)}
 
     def report(done: int, metrics: dict) -> None:
         if done % max(1, args.steps // 10) == 0:

@@ -123,6 +123,16 @@ class Arch:
             doc["description"] = description
         return Arch.from_dict(doc)
 
+    def with_classes(self, classes: int) -> "Arch":
+        """The same architecture with ``classes`` outputs (a dataset's class count); itself if equal.
+
+        Raises:
+            DSLError: ``classes`` outside what the family allows (the message names the field).
+        """
+        if self.doc["classes"] == classes:
+            return self
+        return Arch.from_dict({**self.to_dict(), "classes": classes})
+
     @property
     def clip(self) -> "Clip":
         """The input clip (frames, frame stride, crop) the architecture is defined at."""

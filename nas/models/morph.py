@@ -98,11 +98,10 @@ def inherit(parent_model: nn.Module, parent: Arch, child: Arch, *, seed: int = 0
     if parent.family != "x3d" or child.family != "x3d":
         raise MorphError(f"family: got {parent.family} -> {child.family}; allowed: x3d (the expansion's family)")
     classes = parent_model.head.classifier.out_features
-    cdoc = {**child.to_dict(), "classes": classes}
-    cnet = resolve(cdoc)
-    pnet = resolve({**parent.to_dict(), "classes": classes})
+    child, parent = child.with_classes(classes), parent.with_classes(classes)
+    cnet, pnet = resolve(child.doc), resolve(parent.doc)
     _check_growth(pnet, cnet)
-    model = build_model(Arch.from_dict(cdoc))
+    model = build_model(child)
     dtype = next(parent_model.parameters()).dtype
     model.to(dtype)
     gen = torch.Generator().manual_seed(seed)

@@ -10,7 +10,6 @@ compares them with a stand-alone reference training of each.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -19,7 +18,6 @@ import torch
 from nas.cost import spread_by_cost
 from nas.dsl.arch import Arch
 from nas.dsl.space import Space
-from nas.families.movinet import resolve
 from nas.drivers.tunas.controller import Policy
 from nas.drivers.tunas.search import SearchConfig, SupernetData, heldout_top1
 from nas.drivers.tunas.supernet import Path as NetPath, Supernet
@@ -71,6 +69,5 @@ def supernet_top1s(space: Space, search_dir: str | Path, archs: Sequence[Arch], 
     batches = [loaded.batch("held", i, size) for i in range(max(1, len(loaded.held[1]) // size))]
     out = []
     for arch in archs:
-        net = dataclasses.replace(resolve(arch.doc), classes=loaded.num_classes)
-        out.append(heldout_top1(supernet, NetPath(net), batches))
+        out.append(heldout_top1(supernet, NetPath.of(arch, classes=loaded.num_classes), batches))
     return out

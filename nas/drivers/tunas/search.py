@@ -37,7 +37,6 @@ from nas.cost import GFLOPS_NOTE
 from nas.data.synthetic import DEFAULT_TASK
 from nas.dsl.arch import Arch
 from nas.dsl.space import Space
-from nas.families.movinet import resolve
 from nas.files import atomic_path
 from nas.loop import LoopResult, run_steps
 from nas.optim import RMSpropTF
@@ -408,9 +407,8 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
         sampled_now[:] = [ctrl.sample() for _ in range(k_archs)]
         paths_now.clear()
         for sampled in sampled_now:
-            net = dataclasses.replace(resolve(sampled.arch.doc), classes=loaded.num_classes)
             mixed = [p for label in sampled.mixed_labels for p in positions.get(label, ())]
-            paths_now.append(NetPath(net, frozenset(mixed)))
+            paths_now.append(NetPath.of(sampled.arch, mixed, classes=loaded.num_classes))
         losses = []
         for j, path in enumerate(paths_now):
             x, y = loaded.batch("train", step * k_archs + j, cfg.batch_size)
@@ -452,8 +450,7 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
                 f"{row['sampled_gflops']:.3g} GFLOPs, {row['wall_s'] / max(1, done - start):.2f} s/step")
 
     def argmax_path() -> NetPath:
-        net = dataclasses.replace(resolve(ctrl.argmax_arch().doc), classes=loaded.num_classes)
-        return NetPath(net, frozenset())
+        return NetPath.of(ctrl.argmax_arch(), classes=loaded.num_classes)
 
     def save(done: int, so_far: LoopResult) -> None:
         nonlocal train_time, train_steps

@@ -31,7 +31,7 @@ first layer's skip conv under ``skip`` (the standalone model numbers it after an
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Sequence
 
 import torch
@@ -71,10 +71,11 @@ class Path:
     mixed: frozenset[tuple[int, int]] = field(default_factory=frozenset)
 
     @classmethod
-    def of(cls, arch: Arch | MovinetNet, mixed: Sequence[tuple[int, int]] = ()) -> "Path":
-        """The path of a frozen architecture (or an already resolved network)."""
+    def of(cls, arch: Arch | MovinetNet, mixed: Sequence[tuple[int, int]] = (), classes: int | None = None) -> "Path":
+        """The path of a frozen architecture (or an already resolved network), with ``classes``
+        outputs when given (the data's class count, which the supernet's head is built for)."""
         net = arch if isinstance(arch, MovinetNet) else resolve(arch.doc)
-        return cls(net, frozenset(mixed))
+        return cls(net if classes is None else replace(net, classes=classes), frozenset(mixed))
 
 
 def _values(node: Any, what: str) -> tuple[Any, ...]:
