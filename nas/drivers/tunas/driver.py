@@ -13,7 +13,7 @@ Example::
     from nas.evaluator import LocalEvaluator
     from nas.registry import load_space
 
-    space = load_space("movinet").with_clip((8, 5, 112))  # the clip the supernet trains at
+    space = load_space("movinet").with_clip((8, 10, 112))  # the clip the supernet trains at
     base = SearchConfig(target_gflops=0.18, fixed=default_fixed(space), steps=100)
     result = search_and_retrain(space, TunasConfig(search=base, targets=(0.1, 0.2)), LocalEvaluator(),
                                 out_dir="runs/my-search")
