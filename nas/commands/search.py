@@ -36,9 +36,10 @@ from nas.commands.argtypes import clip as _clip, positive_float as _positive_flo
 __all__ = ["register", "cmd_search", "DEFAULT_PROXY", "DEFAULT_TARGET", "DEFAULT_CLIP", "FAULT_EXIT_CODE"]
 
 # Retraining budget: the default Proxy (16 clips at 0.15 x the crop, AdamW 2e-3) cut to 1000 steps.
-# Unlike the 40-step smoke budget of xnas sample / expand, it learns the synthetic default: the
-# default search's argmax reaches 71 % top-1 (chance 16.7 %) in ~200 s on one core, so the default
-# run's retrains and Pareto plot carry accuracy, and four retrains still fit the 20-minute budget.
+# Unlike the 40-step smoke budget of xnas sample / expand, it learns the synthetic default: at the
+# default clip the default search's argmax reaches 95.8 % top-1 (chance 16.7 %) in ~110 s, so the
+# default run's retrains and Pareto plot carry accuracy; the four retrains took ~570 s of a 1406 s run
+# at 95 GMAC/s (experiments/tunas/README.md).
 DEFAULT_PROXY = Proxy(steps=1000)
 DEFAULT_TARGET = 0.18  # GFLOPs at the default clip: about MoViNet-A0 re-clipped to 8x112² (0.176)
 # 8 frames 10 apart span the synthetic event at 8x5's cost; at 8x5 no MoViNet learns `graded` within the
