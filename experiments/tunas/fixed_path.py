@@ -8,7 +8,7 @@ data (``SupernetData``: the search's training split and held-out split, at the s
 with the search's optimiser, schedule and loss, then reports the held-out top-1 the way the search
 measures ``supernet_top1`` (batch statistics), with its binomial standard error, and the same every 100
 steps (``top1_every_100_steps``, the last entry the final one: does it leave chance before the search's RL
-starts at step 150 of 600?):
+starts? That was step 150 of 600 under the old 25 % warm-up, step 50 of 1000 under today's defaults):
 
 * ``supernet-a0``: the supernet, trained on MoViNet-A0's path every step (no sampling);
 * ``standalone-a0``: ``build_model`` of the same architecture, same data, optimiser and loss;
@@ -115,7 +115,7 @@ def train_one(condition: str, seed: int, clip: tuple[int, int, int], steps: int,
     losses: list[float] = []
     held = [data.batch("held", i, 64) for i in range(len(data.held[1]) // 64)]
     # the evaluated path's held-out top-1 every 100 steps: when it leaves chance (the search's RL starts
-    # at 25 % of the steps); costs about 3 % of the wall time, which includes it
+    # after SearchConfig.warmup_fraction of the steps); costs about 3 % of the wall time, which includes it
     curve: list[float] = []
 
     def after_step(done: int, metrics: dict) -> None:
@@ -153,7 +153,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--zero-init-residual", action="store_true")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3, the search's)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate (default 3e-3, the search's default when these runs began; 1e-3 since)")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "fixed_path.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
