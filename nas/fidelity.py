@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping, Sequence
 from nas.drivers.expand import criterion_score
 
 __all__ = ["FidelityError", "Pair", "StepAudit", "Report", "kendall_tau_b", "spearman_rho", "bootstrap_ci",
-           "rank_agreement", "row_tags", "select_rows", "expand_steps", "audit_steps", "build_report",
+           "rank_agreement", "band_agreement", "row_tags", "select_rows", "expand_steps", "audit_steps", "build_report",
            "METRICS", "write_report"]
 
 METRICS = ("top1", "loss")
@@ -153,6 +153,21 @@ def rank_agreement(run: Sequence[float], reference: Sequence[float], *, what: st
         "ci90": {"kendall_tau": list(bootstrap_ci(run, reference, kendall_tau_b, resamples=resamples, seed=seed)),
                  "spearman_rho": list(bootstrap_ci(run, reference, spearman_rho, resamples=resamples, seed=seed))},
     }
+
+
+def band_agreement(pairs: Sequence["Pair"], target: float, fraction: float = 0.2) -> dict[str, Any]:
+    """:func:`rank_agreement` over the pairs whose cost lies within ``fraction`` of ``target``: how well the
+    run ranks the architectures it actually had to choose between. Where that is undefined (fewer than 3
+    pairs, or constant scores) the entry carries ``n`` and a ``note`` instead of the statistics."""
+    inside = [p for p in pairs if abs(p.cost / target - 1) <= fraction
+              and math.isfinite(p.run_score) and math.isfinite(p.reference_score)]
+    entry: dict[str, Any] = {"target": target, "fraction": fraction, "n": len(inside)}
+    try:
+        entry.update(rank_agreement([p.run_score for p in inside], [p.reference_score for p in inside],
+                                    what=f"the {len(inside)} architectures within {fraction:.0%} of the target"))
+    except FidelityError as err:
+        entry["note"] = str(err)
+    return entry
 
 
 # ------------------------------------------------------------------------------------------------
@@ -352,6 +367,7 @@ class Report:
     pairs: list[Pair]
     steps: list[StepAudit] = field(default_factory=list)
     reference_se: float | None = None
+    band: dict[str, Any] | None = None  # a search audit: the agreement near the target (:func:`band_agreement`)
 
     @property
     def mean_step_tau(self) -> float | None:
@@ -370,6 +386,7 @@ class Report:
             "reference": self.reference, "reference_top1_se": self.reference_se,
             "steps": [s.as_dict() for s in self.steps],
             "mean_step_kendall_tau": self.mean_step_tau,
+            "band": self.band,
             "pairs": [p.as_dict() for p in self.pairs],
             "gflops_convention": GFLOPS_NOTE,
         }

@@ -88,6 +88,39 @@ def test_random_samples_are_points_and_round_trip(tiny: Space) -> None:
         assert tiny.freeze(tiny.sample_of(arch)) == arch
 
 
+def test_tilted_draws_lean_to_one_end_of_numeric_choices_only(tiny: Space) -> None:
+    assert tiny.random(random.Random(3), tilt=0.0) == tiny.random(random.Random(3))  # 0: the uniform draw
+    rng = random.Random(0)
+    low = [tiny.random(rng, tilt=-8.0) for _ in range(200)]
+    high = [tiny.random(rng, tilt=8.0) for _ in range(200)]
+    for label in ("blocks/0/layers/repeat", "blocks/0/layers/0/expand", "narrow"):
+        smallest, largest = min(tiny.dims()[label].values), max(tiny.dims()[label].values)
+        assert sum(s[label] == smallest for s in low) > 0.9 * len(low)  # P(rank 0) >= 1 / (1 + 2 e^-4) at tilt -8
+        assert sum(s[label] == largest for s in high) > 0.9 * len(high)
+    for draws in (low, high):  # kernels are not numbers: still uniform
+        share = sum(s["blocks/0/layers/0/kernel"] == "1x3x3" for s in draws) / len(draws)
+        assert 0.35 < share < 0.65
+        for sample in draws:
+            tiny.check(sample)
+    cheap = sum(tiny.freeze(s).cost().gflops for s in low) / len(low)
+    dear = sum(tiny.freeze(s).cost().gflops for s in high) / len(high)
+    assert dear > 2 * cheap
+
+
+def test_tilted_draws_of_a_continuous_range_stay_in_it() -> None:
+    from nas.dsl.choice import Choice
+
+    rng = random.Random(0)
+    for log in (False, True):
+        c = Choice(label="lr", paths=["lr"], low=1e-4, high=1e-1, log=log)
+        for tilt, side in ((6.0, "high"), (-6.0, "low")):
+            draws = [c.sample(rng, tilt) for _ in range(300)]
+            assert all(1e-4 <= d <= 1e-1 for d in draws)
+            mid = math.sqrt(1e-4 * 1e-1) if log else (1e-4 + 1e-1) / 2
+            above = sum(d > mid for d in draws) / len(draws)
+            assert above > 0.9 if side == "high" else above < 0.1
+
+
 def test_check_names_label_value_and_allowed(tiny: Space) -> None:
     sample = tiny.default()
     sample["blocks/0/layers/0/kernel"] = "5x5x5"

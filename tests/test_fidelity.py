@@ -244,6 +244,9 @@ def test_search_run_audit_scores_spanning_architectures_inside_the_supernet(tmp_
         assert pair["role"].startswith("supernet")
     gflops = [p["gflops"] for p in report["pairs"]]
     assert gflops == sorted(gflops) and gflops[-1] > 1.5 * gflops[0]  # they span the cost range
+    band = report["band"]  # the agreement near the target, reported apart
+    assert (band["target"], band["fraction"]) == (0.0015, 0.2)
+    assert band["n"] == sum(abs(g / 0.0015 - 1) <= 0.2 for g in gflops)
     for pair in report["pairs"]:  # each a point of the searched space at the search clip
         arch = Arch.load(runs / "s" / "fidelity" / "archs" / f"{pair['hash']}.yaml")
         assert arch.clip.frames == 4 and arch.clip.crop == 32
@@ -256,6 +259,34 @@ def test_search_run_audit_scores_spanning_architectures_inside_the_supernet(tmp_
     capsys.readouterr()
     assert main(["fidelity", str(runs / "s"), "--metric", "loss", *LOCAL]) == 2
     assert "--metric: got 'loss' for a search run" in capsys.readouterr().err
+
+
+def test_search_band_audits_only_architectures_near_the_target(tmp_path: Path, capsys) -> None:
+    runs = _tiny_search_run(tmp_path, "b", top_k=1)
+    capsys.readouterr()
+    assert main(["fidelity", str(runs / "b"), "--evaluator", "formula", "--formula", "saturating", *LOCAL,
+                 "--sample", "5", "--search-band", "0.2", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["n"] == 5 and len({p["hash"] for p in report["pairs"]}) == 5
+    assert all(abs(p["gflops"] / 0.0015 - 1) <= 0.2 for p in report["pairs"])
+    assert report["band"]["n"] == 5 and report["band"]["kendall_tau"] == pytest.approx(report["kendall_tau"])
+    # a band too narrow to hold them: a one-line error naming the option
+    assert main(["fidelity", str(runs / "b"), "--evaluator", "formula", *LOCAL, "--sample", "24",
+                 "--search-band", "0.001"]) == 2
+    assert "--search-band: band: got" in capsys.readouterr().err
+    assert main(["fidelity", str(runs / "b"), "--search-scores", "results", "--search-band", "0.2", *LOCAL]) == 2
+    assert "--search-band: given for a 'search' run's results table" in capsys.readouterr().err
+
+
+def test_band_agreement_needs_three_distinct_pairs_near_the_target() -> None:
+    from nas.fidelity import Pair, band_agreement
+
+    pairs = [Pair(hash=str(i), name=str(i), gflops=g, run_score=r, reference_score=f)
+             for i, (g, r, f) in enumerate([(1.0, 1, 10), (1.1, 2, 20), (0.9, 3, 30), (2.0, 4, 5), (0.5, 0, 50)])]
+    near = band_agreement(pairs, target=1.0, fraction=0.2)
+    assert near["n"] == 3 and near["kendall_tau"] == pytest.approx(1.0)  # the far two would reverse it
+    few = band_agreement(pairs, target=1.0, fraction=0.05)
+    assert few["n"] == 1 and "kendall_tau" not in few and "at least 3" in few["note"]
 
 
 def test_killed_audit_resumes_without_redoing_a_reference_trial(expand_run: Path, tmp_path: Path, capsys) -> None:

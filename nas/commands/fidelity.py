@@ -8,6 +8,13 @@ the run's own scores with the reference's: Kendall tau-b and Spearman rho with 9
 intervals, GFLOPs as a baseline predictor, and for an expansion run, per step, tau within the step's
 candidates and whether the reference would accept the axis the run accepted.
 
+A search run is audited inside its final supernet: ``--sample`` architectures spanning the space's
+cost range at the search's clip, each scored by its path in the shared weights and trained stand-alone
+as the reference. The report's ``band`` entry repeats the agreement over those within +-20 % of the
+target (the architectures the controller had to choose between); ``--search-band F`` audits only
+architectures within +-F of the target, for a machine on which the whole range's reference trainings
+(hours each for the dearest) do not fit.
+
 The reference trials form a run of their own inside the audited one, ``RUN_DIR/fidelity/`` (another
 ``--name`` gives another folder), with the same cache, results table and Optuna study as every run:
 killed and rerun, it redoes no finished reference training, and a later audit with another
@@ -28,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from nas.commands._run_options import add_run_arguments, open_run, proxy_from_args
-from nas.commands.argtypes import positive_int
+from nas.commands.argtypes import fraction, positive_int
 from nas.cost import GFLOPS_NOTE
 from nas.errors import UsageError
 from nas.fidelity import METRICS
@@ -40,6 +47,7 @@ __all__ = ["register", "cmd_fidelity", "DEFAULT_REFERENCE", "DEFAULT_SAMPLE"]
 # smoke budget of xnas sample / expand.
 DEFAULT_REFERENCE = Proxy()
 DEFAULT_SAMPLE = 24
+DEFAULT_BAND = 0.2  # a search audit's band entry: within +-20 % of the target (issue 20)
 
 
 def _step_list(text: str) -> list[int]:
@@ -66,6 +74,9 @@ def register(subparsers: Any) -> None:
                         "space's cost range (default), or the run's own results table (its retrained architectures)")
     p.add_argument("--search-target", type=float, metavar="GFLOPS",
                    help="search runs with several targets: audit the supernet of this one (its search-<target>/)")
+    p.add_argument("--search-band", type=fraction, metavar="FRACTION",
+                   help="search runs: audit only architectures within this fraction of the target (0.2: +-20 %%; "
+                        "default: the whole cost range; the report's band entry is at +-20 %%)")
     p.add_argument("--metric", choices=METRICS, default="top1",
                    help="rank by validation top-1 (default) or validation loss (lower is better)")
     p.add_argument("--json", action="store_true", help="print fidelity.json instead of the summary")
@@ -120,11 +131,13 @@ def _search_space(run_dir: Path, config: dict[str, Any]) -> Any:
     return space
 
 
-def _search_audit(run_dir: Path, config: dict[str, Any], args: argparse.Namespace) -> tuple[list[Any], list[dict[str, str]]]:
-    """A search run's audit: ``--sample`` architectures spanning the space's cost range at the search's
-    clip, each with its score inside the final supernet (the run's score; cached in the audit folder's
-    ``supernet_scores.json`` so a rerun does not recompute them). Returns the architectures and
-    results-table-like rows carrying those scores."""
+def _search_audit(run_dir: Path, config: dict[str, Any],
+                  args: argparse.Namespace) -> tuple[list[Any], list[dict[str, str]], float | None]:
+    """A search run's audit: ``--sample`` architectures spanning the space's cost range (or ``--search-band``
+    of it) at the search's clip, each with its score inside the final supernet (the run's score; cached in
+    the audit folder's ``supernet_scores.json`` so a rerun does not recompute them). Returns the
+    architectures, results-table-like rows carrying those scores, and the GFLOPs target the band entry is
+    measured around (None for a latency search, whose target is in ms)."""
     from nas.drivers.tunas.score import load_search_config, searches_in, spanning_archs, supernet_top1s
     from nas.files import atomic_write_text
 
@@ -139,9 +152,17 @@ def _search_audit(run_dir: Path, config: dict[str, Any], args: argparse.Namespac
     if target not in searches:
         raise UsageError(f"--search-target: got {target:g}; allowed: one of " + ", ".join(f"{t:g}" for t in searches))
     search_dir = searches[target]
+    gflops_target = None if search_dir.name.endswith("ms") else target
+    if args.search_band is not None and gflops_target is None:
+        raise UsageError(f"--search-band: given for the latency search {search_dir.name}; allowed: only for a "
+                         "GFLOPs target")
     space = _search_space(run_dir, config)
     cfg = load_search_config(search_dir)
-    archs = spanning_archs(space, cfg.fixed, args.sample, seed=args.seed)
+    band = None if args.search_band is None else (target * (1 - args.search_band), target * (1 + args.search_band))
+    try:
+        archs = spanning_archs(space, cfg.fixed, args.sample, seed=args.seed, band=band)
+    except ValueError as err:
+        raise UsageError(f"--search-band: {err}") from None
     cache_path = run_dir / (args.name or "fidelity") / "supernet_scores.json"
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() else {}
     key = f"{search_dir.name}:{cfg.hash}:{args.data or 'synthetic'}"
@@ -156,13 +177,13 @@ def _search_audit(run_dir: Path, config: dict[str, Any], args: argparse.Namespac
         atomic_write_text(cache_path, json.dumps(cache, indent=2, sort_keys=True) + "\n")
     rows = [{"hash": a.hash, "name": a.name, "gflops": repr(a.cost().gflops), "top1": repr(scores[a.hash]),
              "loss": "nan", "trial": "", "tags": json.dumps({"role": f"supernet {target:g}"})} for a in archs]
-    return archs, rows
+    return archs, rows, gflops_target
 
 
 def cmd_fidelity(args: argparse.Namespace) -> int:
     """Audit RUN_DIR (see the module docstring)."""
     from nas.dsl.arch import Arch
-    from nas.fidelity import FidelityError, Pair, build_report, row_tags, select_rows, write_report
+    from nas.fidelity import FidelityError, Pair, band_agreement, build_report, row_tags, select_rows, write_report
 
     run_dir = Path(args.run_dir)
     driver, audited_config, rows = _read_audited(run_dir)
@@ -171,11 +192,16 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
         raise UsageError(f"--expand-steps: given for a {driver!r} run; allowed: only for expand runs")
     if args.search_target is not None and driver != "search":
         raise UsageError(f"--search-target: given for a {driver!r} run; allowed: only for search runs")
+    if args.search_band is not None and (driver != "search" or args.search_scores != "supernet"):
+        raise UsageError(f"--search-band: given for a {driver!r} run's "
+                         f"{'results table' if driver == 'search' else 'scores'}; allowed: only for a search run's "
+                         "supernet audit")
+    band_target = None
     if driver == "search" and args.search_scores == "supernet":
         if args.metric == "loss":
             raise UsageError("--metric: got 'loss' for a search run; allowed: top1 (a supernet path's score is its "
                              "held-out top-1, as the search's Q)")
-        archs, chosen = _search_audit(run_dir, audited_config, args)
+        archs, chosen, band_target = _search_audit(run_dir, audited_config, args)
     else:
         try:
             chosen = select_rows(rows, driver, sample=args.sample, steps=args.expand_steps, parents=parents,
@@ -225,6 +251,8 @@ def cmd_fidelity(args: argparse.Namespace) -> int:
                               val_clips=None if formula else proxy.val_clips)
     except FidelityError as err:
         raise UsageError(str(err)) from None
+    if band_target is not None:
+        report.band = band_agreement(pairs, band_target, args.search_band or DEFAULT_BAND)
     paths = write_report(report, run.dir)
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
@@ -261,5 +289,13 @@ def _summary(report: Any, paths: dict[str, Path]) -> str:
             lines.append(f"    step {s.step}: n={s.n} tau {_fmt(s.kendall_tau)}  run {s.run_choice or '-':<12} "
                          f"reference {s.reference_choice or '-':<12} {verdict}{rank}" + (f"  ({s.note})" if s.note else ""))
         lines.append(f"    mean within-step tau {_fmt(report.mean_step_tau)}")
+    band = report.band
+    if band is not None:
+        where = f"within {band['fraction']:.0%} of the target {band['target']:g} GFLOPs: n = {band['n']}"
+        if "kendall_tau" in band:
+            lines.append(f"  {where}, tau-b {_fmt(band['kendall_tau'])} 90 % CI [{_fmt(band['ci90']['kendall_tau'][0])}, "
+                         f"{_fmt(band['ci90']['kendall_tau'][1])}], rho {_fmt(band['spearman_rho'])}")
+        else:
+            lines.append(f"  {where} ({band['note']})")
     lines += [f"  wrote {paths['json']}, {paths['csv']}, {paths['plot']}", f"  {GFLOPS_NOTE}"]
     return "\n".join(lines)

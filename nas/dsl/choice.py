@@ -84,13 +84,33 @@ class Choice:
                 return v
         return value
 
-    def sample(self, rng: _random.Random) -> Any:
-        """Draw a value uniformly (log-uniformly for ``log`` continuous choices)."""
+    def sample(self, rng: _random.Random, tilt: float = 0.0) -> Any:
+        """Draw a value uniformly (log-uniformly for ``log`` continuous choices).
+
+        ``tilt`` leans the draw towards the large (> 0) or the small (< 0) end of a numeric choice: the
+        value at relative rank ``r`` in [0, 1] (its place among the sorted values, or its position in a
+        range) is drawn with density proportional to ``exp(tilt * r)``. Non-numeric values (kernels)
+        stay uniform. ``tilt = 0`` is the uniform draw, with the same random numbers.
+        """
+        if not tilt:
+            if self.values is not None:
+                return self.values[rng.randrange(len(self.values))]
+            if self.log:
+                return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+            return rng.uniform(self.low, self.high)
         if self.values is not None:
-            return self.values[rng.randrange(len(self.values))]
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.values)
+            if not numeric or len(self.values) == 1:
+                return self.values[rng.randrange(len(self.values))]
+            order = sorted(range(len(self.values)), key=lambda i: self.values[i])
+            rank = {i: place / (len(order) - 1) for place, i in enumerate(order)}
+            weights = [math.exp(tilt * rank[i]) for i in range(len(self.values))]
+            return rng.choices(self.values, weights)[0]
+        # inverse CDF of the density exp(tilt * r) on [0, 1], mapped onto the range
+        r = math.log1p(rng.random() * math.expm1(tilt)) / tilt
         if self.log:
-            return math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
-        return rng.uniform(self.low, self.high)
+            return math.exp(math.log(self.low) + r * (math.log(self.high) - math.log(self.low)))
+        return self.low + r * (self.high - self.low)
 
     def size(self) -> float:
         """Number of values (``inf`` for a continuous choice)."""

@@ -155,10 +155,16 @@ class Space:
         """Every choice, by label, in document order (shared labels appear once)."""
         return dict(self._dims)
 
-    def random(self, rng: _random.Random | int | None = None) -> Sample:
-        """A uniformly random sample over all dimensions (unused repeat slots included)."""
+    def random(self, rng: _random.Random | int | None = None, tilt: float = 0.0) -> Sample:
+        """A uniformly random sample over all dimensions (unused repeat slots included).
+
+        ``tilt`` leans every numeric choice (widths, expansions, layer counts, clip sizes) towards its
+        small (< 0) or large (> 0) end (see :meth:`Choice.sample`): uniform draws of a large space pile
+        up around its median cost, and draws at tilts from -8 to 8 reach from near its cheapest to near
+        its dearest architecture.
+        """
         rng = rng if isinstance(rng, _random.Random) else _random.Random(rng)
-        return {label: c.sample(rng) for label, c in self._dims.items()}
+        return {label: c.sample(rng, tilt) for label, c in self._dims.items()}
 
     def default(self) -> Sample:
         """The sample of every choice's default (first value, or the middle of a range)."""
