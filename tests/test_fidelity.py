@@ -201,14 +201,14 @@ def test_user_mistakes_exit_2_with_one_line(expand_run: Path, tmp_path: Path, ca
     assert "--runs-dir: got 'elsewhere'; allowed: leave it out" in capsys.readouterr().err
 
 
-def _tiny_search_run(tmp_path: Path, name: str, top_k: int) -> Path:
-    """A finished 4-step search of the tiny space (formula retraining); returns the runs folder."""
+def _tiny_search_run(tmp_path: Path, name: str, top_k: int, retrain: bool = True) -> Path:
+    """A finished 4-step search of the tiny space (formula retraining, or none); returns the runs folder."""
     space = tmp_path / "tiny.yaml"
     space.write_text(TINY_SPACE)
     runs = tmp_path / "runs"
     fast = ["--target-gflops", "0.0015", "--search-steps", "4", "--search-size-scale", "1", "--search-batch-size", "2",
             "--val-multiplier", "2", "--search-train-clips", "4", "--clip", "4x2x32", "--top-k", str(top_k),
-            "--evaluator", "formula", *LOCAL]
+            "--evaluator", "formula", *LOCAL] + ([] if retrain else ["--no-retrain"])
     assert main(["search", "--space", str(space), *fast, "--runs-dir", str(runs), "--name", name]) == 0
     return runs
 
@@ -262,7 +262,8 @@ def test_search_run_audit_scores_spanning_architectures_inside_the_supernet(tmp_
 
 
 def test_search_band_audits_only_architectures_near_the_target(tmp_path: Path, capsys) -> None:
-    runs = _tiny_search_run(tmp_path, "b", top_k=1)
+    runs = _tiny_search_run(tmp_path, "b", top_k=1, retrain=False)  # no results table: the supernet is audited
+    assert not (runs / "b" / "results.csv").exists()
     capsys.readouterr()
     assert main(["fidelity", str(runs / "b"), "--evaluator", "formula", "--formula", "saturating", *LOCAL,
                  "--sample", "5", "--search-band", "0.2", "--json"]) == 0

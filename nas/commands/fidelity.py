@@ -88,14 +88,15 @@ def _read_audited(run_dir: Path) -> tuple[str, dict[str, Any], list[dict[str, st
     from nas.runs import read_results
 
     results, config = run_dir / "results.csv", run_dir / "config.json"
-    if not results.is_file() or not config.is_file():
+    stored = json.loads(config.read_text()) if config.is_file() else {}
+    driver = stored.get("driver", "")
+    # a search run with --no-retrain trains nothing, so it has no results table; its supernet is audited
+    if not config.is_file() or not (results.is_file() or driver == "search"):
         raise UsageError(f"RUN_DIR: got {str(run_dir)!r}; allowed: a run folder with config.json and results.csv "
                          "(runs/<name>)")
-    stored = json.loads(config.read_text())
-    driver = stored.get("driver", "")
     if driver == "fidelity":
         raise UsageError(f"RUN_DIR: got {str(run_dir)!r}, an audit; allowed: the run it audits")
-    return driver, stored.get("config", {}), read_results(results)
+    return driver, stored.get("config", {}), read_results(results) if results.is_file() else []
 
 
 def _expansion_path(run_dir: Path) -> tuple[dict[int, str], dict[int, str]]:
