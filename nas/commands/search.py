@@ -9,8 +9,9 @@ The search trains at one fixed clip (``--clip FRAMESxSTRIDExCROP``, default 8x10
 are at that clip, and baselines are re-clipped to it, so every point of the plot sees the same input.
 The default (``xnas search --space movinet``) is sized for a 2-core CPU: target 0.18 GFLOPs (about
 MoViNet-A0 at 8x112²), 1000 search steps of 1 architecture x 16 clips at an eighth of the crop
-(14 px), shared-weights rate 1e-3, a 5 % op/filter warm-up and RL delay, then proxy retrains of 1000
-steps x 16 clips at 0.15 of the crop (17 px). Why these values: docs/tunas.md.
+(14 px), shared-weights rate 1e-3, a 5 % op/filter warm-up and RL delay, the abs reward's cost weight
+-0.25 (TuNAS -0.10), then proxy retrains of 1000 steps x 16 clips at 0.15 of the crop (17 px). Why
+these values: docs/tunas.md.
 
 Outputs, under ``runs/<name>/``: ``search-<target>/`` (``argmax.yaml`` -- the frozen final
 architecture --, ``top_k/``, ``trajectory.csv``, ``policy.csv``, ``policy.png``, ``summary.json``,
@@ -99,7 +100,9 @@ def register(subparsers: Any) -> None:
                    help="adam (default, short searches) or TuNAS's rmsprop_tf (eps 1 inside the sqrt)")
     g.add_argument("--weight-decay", type=float, default=4e-5, help="masked L2 in the loss (TuNAS 4e-5)")
     g.add_argument("--rl-lr", type=float, default=0.15, help="controller base learning rate (Adam beta1 0; x10 by the end)")
-    g.add_argument("--beta", type=float, default=-0.10, help="reward cost exponent (TuNAS abs: -0.10)")
+    g.add_argument("--beta", type=float, default=-0.25,
+                   help="reward cost weight (default -0.25; TuNAS abs: -0.10, which missed the target by up to 9 %% here; "
+                        "the exponent for --reward mnas / mnas_hard, where MnasNet used -0.07)")
     g.add_argument("--reward", choices=("abs", "mnas", "mnas_hard"), default="abs", help="reward (default abs)")
     g.add_argument("--warmup-fraction", type=float, default=0.05,
                    help="op/filter warm-up and RL delay fraction (default 0.05: the warm-up's largest paths cost "

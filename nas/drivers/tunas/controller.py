@@ -8,7 +8,7 @@ Faithful to ``google-research/tunas`` (§1.2-§1.5 of ``shared/reference/tunas.m
   kernel of a layer past its block's sampled depth, for instance, contributes nothing. Activity is
   read from the space itself (``space.sample_of(space.freeze(sample))`` lists exactly the labels the
   architecture uses), so shared labels and nested repeats need no special case;
-* reward ``R = Q + beta * |cost / target - 1|`` (``abs``, default beta = -0.10), or MnasNet's
+* reward ``R = Q + beta * |cost / target - 1|`` (``abs``, TuNAS's beta = -0.10; ``xnas search`` uses -0.25), or MnasNet's
   ``Q * (cost / target) ** beta`` (``mnas``) or ``Q * min((cost / target) ** beta, 1)`` (``mnas_hard``);
   Q is a fraction in [0, 1];
 * baseline = zero-debiased EMA of the rewards (momentum 0.95), **updated with the current reward
