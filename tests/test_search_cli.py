@@ -149,3 +149,26 @@ def test_targets_run_in_parallel_as_ray_tasks_with_the_sequential_result(space_f
         assert "resumed" not in (par / "search.log").read_text()
         assert _final_policy(par) == _final_policy(seq)
         assert Arch.load(par / "argmax.yaml") == Arch.load(seq / "argmax.yaml")
+
+
+def test_search_flag_defaults_are_the_config_defaults_and_help_is_torch_free() -> None:
+    """One place for the search defaults: every budget flag's default is SearchConfig's field default,
+    read from the torch-free config module, so ``xnas search --help`` imports no torch."""
+    import argparse
+
+    from nas.commands.search import register
+    from nas.drivers.tunas.config import SEARCH_DEFAULTS
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = parser.parse_args(["search"])
+    flag_of = {"steps": "search_steps", "batch_size": "search_batch_size", "archs_per_step": "archs_per_step",
+               "val_multiplier": "val_multiplier", "size_scale": "search_size_scale", "lr": "weights_lr",
+               "optimizer": "weights_optimizer", "weight_decay": "weight_decay", "rl_lr": "rl_lr", "beta": "beta",
+               "reward": "reward", "warmup_fraction": "warmup_fraction", "train_clips": "search_train_clips"}
+    assert {f: getattr(args, a) for f, a in flag_of.items()} == {f: SEARCH_DEFAULTS[f] for f in flag_of}
+    code = ("import sys, contextlib, io\nfrom nas.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()) as out:\n"
+            "    try:\n        main(['search', '--help'])\n    except SystemExit:\n        pass\n"
+            "assert '--beta' in out.getvalue()\nsys.exit('torch' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code], timeout=120).returncode == 0

@@ -32,6 +32,7 @@ from nas.commands._run_options import add_run_arguments, open_run, space_hash
 from nas.cost import GFLOPS_NOTE
 from nas.errors import UsageError
 from nas.proxy import Proxy
+from nas.drivers.tunas.config import REWARDS, SEARCH_DEFAULTS, SearchConfig
 from nas.commands.argtypes import clip as _clip, positive_float as _positive_float, positive_int as _positive_int
 
 __all__ = ["register", "cmd_search", "DEFAULT_PROXY", "DEFAULT_TARGET", "DEFAULT_CLIP", "FAULT_EXIT_CODE"]
@@ -85,29 +86,30 @@ def register(subparsers: Any) -> None:
     p.add_argument("--no-retrain", dest="retrain", action="store_false", help="search only: no proxy retraining")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     g = p.add_argument_group("search budget and TuNAS hyper-parameters")
-    g.add_argument("--search-steps", type=_positive_int, default=1000, help="search steps (default 1000)")
-    g.add_argument("--search-batch-size", type=_positive_int, default=16,
-                   help="training clips per architecture per step (default 16)")
-    g.add_argument("--archs-per-step", type=_positive_int, default=1,
+    D = SEARCH_DEFAULTS  # one place for the defaults: the flags and SearchConfig agree
+    g.add_argument("--search-steps", type=_positive_int, default=D["steps"], help=f"search steps (default {D['steps']})")
+    g.add_argument("--search-batch-size", type=_positive_int, default=D["batch_size"],
+                   help=f"training clips per architecture per step (default {D['batch_size']})")
+    g.add_argument("--archs-per-step", type=_positive_int, default=D["archs_per_step"],
                    help="architectures sampled per step, each on its own batch (TuNAS: one per core; default 1: "
                    "on a CPU more, smaller controller updates reach the cost target in the same time)")
-    g.add_argument("--val-multiplier", type=_positive_int, default=4, help="held-out batch = this x the batch (TuNAS 4)")
-    g.add_argument("--search-size-scale", type=float, default=0.125,
-                   help="the supernet trains at this fraction of the crop (default 0.125)")
-    g.add_argument("--weights-lr", type=_positive_float, default=1e-3,
-                   help="shared-weights peak learning rate (default 1e-3; at 2e-3 and above shared weights stay at chance)")
-    g.add_argument("--weights-optimizer", choices=("adam", "rmsprop_tf"), default="adam",
+    g.add_argument("--val-multiplier", type=_positive_int, default=D["val_multiplier"], help="held-out batch = this x the batch (TuNAS 4)")
+    g.add_argument("--search-size-scale", type=float, default=D["size_scale"],
+                   help=f"the supernet trains at this fraction of the crop (default {D['size_scale']})")
+    g.add_argument("--weights-lr", type=_positive_float, default=D["lr"],
+                   help=f"shared-weights peak learning rate (default {D['lr']:g}; at 2e-3 and above shared weights stay at chance)")
+    g.add_argument("--weights-optimizer", choices=("adam", "rmsprop_tf"), default=D["optimizer"],
                    help="adam (default, short searches) or TuNAS's rmsprop_tf (eps 1 inside the sqrt)")
-    g.add_argument("--weight-decay", type=float, default=4e-5, help="masked L2 in the loss (TuNAS 4e-5)")
-    g.add_argument("--rl-lr", type=float, default=0.15, help="controller base learning rate (Adam beta1 0; x10 by the end)")
-    g.add_argument("--beta", type=float, default=-0.25,
-                   help="reward cost weight (default -0.25; TuNAS abs: -0.10, which missed the target by up to 9 %% here; "
+    g.add_argument("--weight-decay", type=float, default=D["weight_decay"], help="masked L2 in the loss (TuNAS 4e-5)")
+    g.add_argument("--rl-lr", type=float, default=D["rl_lr"], help="controller base learning rate (Adam beta1 0; x10 by the end)")
+    g.add_argument("--beta", type=float, default=D["beta"],
+                   help=f"reward cost weight (default {D['beta']:g}; TuNAS abs: -0.10, which missed the target by up to 9 %% here; "
                         "the exponent for --reward mnas / mnas_hard, where MnasNet used -0.07)")
-    g.add_argument("--reward", choices=("abs", "mnas", "mnas_hard"), default="abs", help="reward (default abs)")
-    g.add_argument("--warmup-fraction", type=float, default=0.05,
-                   help="op/filter warm-up and RL delay fraction (default 0.05: the warm-up's largest paths cost "
+    g.add_argument("--reward", choices=REWARDS, default=D["reward"], help=f"reward (default {D['reward']})")
+    g.add_argument("--warmup-fraction", type=float, default=D["warmup_fraction"],
+                   help=f"op/filter warm-up and RL delay fraction (default {D['warmup_fraction']:g}: the warm-up's largest paths cost "
                         "10-20x a target-sized step; TuNAS 0.25)")
-    g.add_argument("--search-train-clips", type=_positive_int, default=512, help="synthetic training clips of the supernet")
+    g.add_argument("--search-train-clips", type=_positive_int, default=D["train_clips"], help="synthetic training clips of the supernet")
     g.add_argument("--fail-after-steps", type=_positive_int, help=argparse.SUPPRESS)
     add_run_arguments(p, proxy=DEFAULT_PROXY)
     p.set_defaults(func=cmd_search)
@@ -137,7 +139,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     """Run one TuNAS search per target, retrain the winners, plot; print a summary."""
     from nas.registry import load_space
     from nas.drivers.tunas.driver import TunasConfig, search_and_retrain
-    from nas.drivers.tunas.search import SearchConfig, default_fixed
+    from nas.drivers.tunas.search import default_fixed
 
     space = load_space(args.space)
     if space.family != "movinet":

@@ -32,13 +32,13 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from nas.drivers.tunas.config import REWARDS
 from nas.dsl.arch import Arch
 from nas.dsl.space import Space
 
 __all__ = ["Policy", "Controller", "EmaBaseline", "reward", "warmup_probability", "rl_lr_factor",
            "REWARDS", "choice_kind", "policy_dims"]
 
-REWARDS = ("abs", "mnas", "mnas_hard")
 Sample = dict[str, Any]
 
 
