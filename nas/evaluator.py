@@ -43,11 +43,15 @@ from nas.dsl.arch import Arch
 from nas.proxy import FAILED, OK, PRUNED, STATUSES, Proxy, TrialResult
 
 __all__ = ["Evaluator", "LocalEvaluator", "FormulaEvaluator", "Tags", "OnResult", "TRIAL_TAG", "OK", "FAILED",
-           "PRUNED", "STATUSES", "Inheritance", "for_parent", "checkpoint_suffix", "proxy_cache_key", "report_each", "check_tags"]
+           "PRUNED", "STATUSES", "Inheritance", "for_parent", "checkpoint_suffix", "proxy_cache_key", "report_each", "check_tags",
+           "OVER_COST_CAP"]
 
 Tags = Mapping[str, Any]
 OnResult = Callable[[int, TrialResult], None]
 TRIAL_TAG = "_trial"  # the Optuna trial number of a sampler's architecture (see the module docstring)
+# the tag of a candidate refused untrained by a run's cost cap; its value is the cap in GFLOPs (the
+# Optuna study reads it: nas.integrations.optuna_study.Study.constraints_of)
+OVER_COST_CAP = "over_cost_cap"
 
 
 @runtime_checkable

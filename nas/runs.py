@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 from nas.dsl.arch import Arch
 from nas.errors import RunError
 from nas.files import atomic_path, atomic_write_text
-from nas.evaluator import TRIAL_TAG, OnResult, Tags, check_tags
+from nas.evaluator import OVER_COST_CAP, TRIAL_TAG, OnResult, Tags, check_tags
 from nas.proxy import FAILED, LEGACY_FIELDS, OK, RETRY_ON_RESUME, TrialResult
 
 if TYPE_CHECKING:
@@ -618,7 +618,9 @@ class RecordingEvaluator:
                              reason=f"not trained: {cost.gflops:.3f} GFLOPs is over the cost cap "
                                     f"{self.max_gflops:g} ({self.max_gflops_origin})",
                              gflops=cost.gflops, params=cost.params, frames=cost.frames)
-        self.run.record(arch, result, self.key, tags, _trial_of(tags))
+        # the tag makes its Optuna trial PRUNED with the constraint GFLOPs - cap > 0, which TPE and
+        # NSGA-II learn from (a FAIL trial teaches no sampler anything)
+        self.run.record(arch, result, self.key, {**tags, OVER_COST_CAP: self.max_gflops}, _trial_of(tags))
         return dataclasses.replace(result)
 
 

@@ -96,3 +96,61 @@ def test_objectives_and_failed_states(tmp_path):
         Study(f"sqlite:///{tmp_path / 'o.db'}", "o", ["top1", "gflops"])
     with pytest.raises(ValueError, match="strategy: got 'grid'"):
         make_sampler("grid", 0)
+
+
+def _tpe_under_cap_share(tmp_path, tell_cap: bool) -> float:
+    """Share of TPE's proposals after its start-up that fall under a cost cap no proposal of the first
+    batch meets, when the over-cap trials are told as the run tells them (tag) or as plain failures."""
+    space = Space.from_yaml(LIST_SPACE)
+    costs = sorted(space.freeze(space.random(random.Random(i))).cost().gflops for i in range(200))
+    cap = costs[len(costs) // 5]  # about a fifth of uniform draws lie under it
+    study = Study(f"sqlite:///{tmp_path / f'c{tell_cap}.db'}", "c", ["reward"], target_gflops=cap)
+    under, cost_of = [], {}
+    for batch in range(10):
+        for number, sample in study.ask_batch(space, 4, make_sampler("tpe", seed=batch, population_size=4)):
+            arch = space.freeze(sample)
+            gflops = arch.cost().gflops
+            if gflops <= cap:
+                result = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="ok", top1=50.0, gflops=gflops)
+                attrs = {"hash": arch.hash}
+            else:
+                result = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="failed", gflops=gflops,
+                                     reason="not trained: over the cost cap")
+                attrs = {"hash": arch.hash, **({"over_cost_cap": cap} if tell_cap else {})}
+            study.record(result, arch, attrs, trial_number=number)
+            cost_of[number] = gflops
+            if batch >= 4:
+                under.append(gflops <= cap)
+    for t in study.study.get_trials():
+        if cost_of[t.number] <= cap:
+            assert (t.state.name, t.constraints) == ("COMPLETE", {})
+        elif tell_cap:
+            assert (t.state.name, t.constraints) == ("PRUNED", {"cost_cap": pytest.approx(cost_of[t.number] - cap)})
+        else:
+            assert (t.state.name, t.constraints) == ("FAIL", {})
+    return sum(under) / len(under)
+
+
+def test_over_cap_trials_are_pruned_with_their_violation_and_tpe_learns_from_them(tmp_path):
+    """A FAIL trial teaches TPE nothing: told as PRUNED with the constraint GFLOPs - cap > 0, the
+    over-cap draws steer TPE under the cap."""
+    told, failed = _tpe_under_cap_share(tmp_path, True), _tpe_under_cap_share(tmp_path, False)
+    print(f"under the cap after start-up: told {told:.2f}, failed {failed:.2f}")
+    assert told > failed + 0.15, (told, failed)
+
+
+def test_a_cost_objective_with_a_target_is_a_constraint_on_every_trial(tmp_path):
+    """NSGA-II's ``GFLOPs <= target``: written on each trial, where Optuna's samplers read it."""
+    space = Space.from_yaml(LIST_SPACE)
+    study = Study(f"sqlite:///{tmp_path / 'n.db'}", "n", ["top1", "gflops"], target_gflops=0.001)
+    for number, sample in study.ask_batch(space, 3, make_sampler("nsga2", seed=0)):
+        arch = space.freeze(sample)
+        study.record(TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="ok", top1=50.0,
+                                 gflops=arch.cost().gflops), arch, {"hash": arch.hash}, trial_number=number)
+    arch = space.freeze(space.random(random.Random(1)))
+    study.record(TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="ok", top1=1.0, gflops=0.0005),
+                 arch, {"hash": arch.hash})  # an added (not asked) trial carries it too
+    trials = study.study.get_trials()
+    assert [t.constraints["target"] for t in trials] == pytest.approx([t.values[1] - 0.001 for t in trials])
+    ok = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="ok", top1=1.0, gflops=2.0)
+    assert Study(f"sqlite:///{tmp_path / 'r.db'}", "r", ["top1"], target_gflops=1.0).constraints_of(ok, {}) == {}

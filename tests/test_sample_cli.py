@@ -160,7 +160,11 @@ def test_candidates_over_the_cost_cap_are_recorded_untrained(tmp_path, capsys):
     import optuna
 
     study = optuna.load_study(study_name="cap", storage=f"sqlite:///{tmp_path / 'cap' / 'study.db'}")
-    assert len(study.trials) == 8  # every sampled candidate is a trial, the refused ones as failed
+    assert len(study.trials) == 8  # every sampled candidate is a trial
+    refused = [t for t in study.trials if t.user_attrs["gflops"] > 2]
+    # refused ones are PRUNED with their violation, which TPE and NSGA-II read (a FAIL trial they skip)
+    assert [t.state.name for t in refused] == ["PRUNED"] * len(over)
+    assert [t.constraints["cost_cap"] for t in refused] == pytest.approx([t.user_attrs["gflops"] - 2 for t in refused])
 
 
 def test_default_cost_cap_is_the_space_s_largest_reference(tmp_path, capsys):

@@ -9,12 +9,13 @@ minimise GFLOPs).
 
 * ``random`` / ``tpe`` optimise the **TuNAS absolute reward** ``top1 − 7 · |GFLOPs / G − 1|`` (percent;
   TuNAS's β = −0.07 on a fraction, Bender et al. 2020) instead of top-1;
-* ``nsga2`` keeps its two objectives and adds the **constraint** ``GFLOPs <= G`` (Optuna's
-  ``constraints_func``: infeasible candidates rank behind every feasible one).
+* ``nsga2`` keeps its two objectives and adds the **constraint** ``GFLOPs <= G`` (an Optuna constraint
+  on every trial: infeasible candidates rank behind every feasible one).
 
 Cost cap: a candidate costlier than ``--max-gflops`` (default: the space's largest reference
 architecture -- x3d-l's 18.4 GFLOPs for ``x3d`` -- or twice ``--target-gflops`` if more) is recorded as
-a failed trial with its exact cost and the reason, and never trained: the x3d space reaches 1220
+a failed trial with its exact cost and the reason, and never trained (its Optuna trial is PRUNED with
+the constraint ``GFLOPs - cap``, so TPE learns where the cap lies): the x3d space reaches 1220
 GFLOPs, and one such draw would otherwise take hours or the machine's memory. Independently, the
 proxy trainer refuses a candidate whose estimated training memory exceeds ``--memory-per-trial``
 (default: the free memory shared by the trials that run at once).

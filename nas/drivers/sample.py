@@ -153,11 +153,8 @@ def sample(space: "Space", evaluator: "Evaluator", study: "Study", config: Sampl
                 break
             batch_index = total // config.batch
         start = batch_index * config.batch
-        nsga2 = config.strategy == "nsga2"
         sampler = make_sampler(config.strategy, seed=sampler_seed(config.seed, batch_index),
-                               population_size=config.population,
-                               max_gflops=config.target_gflops if nsga2 else None,
-                               max_latency_ms=config.target_ms if nsga2 else None)
+                               population_size=config.population)
         asked = study.ask_batch(space, min(config.batch, config.trials - start), sampler, first_number=start)
         asked_here = True
         archs = [space.freeze(s) for _, s in asked]

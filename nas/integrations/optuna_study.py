@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import sqlite3
 
@@ -34,6 +34,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution, Floa
 from optuna.trial import TrialState
 
 from nas.dsl.choice import Choice
+from nas.evaluator import OVER_COST_CAP
 
 if TYPE_CHECKING:
     from nas.dsl.arch import Arch
@@ -109,37 +110,22 @@ def decode_sample(space: "Space", params: Mapping[str, Any]) -> dict[str, Any]:
     return sample
 
 
-def make_sampler(strategy: str, seed: int, *, population_size: int = 8,
-                 max_gflops: float | None = None, max_latency_ms: float | None = None) -> "optuna.samplers.BaseSampler":
+def make_sampler(strategy: str, seed: int, *, population_size: int = 8) -> "optuna.samplers.BaseSampler":
     """A freshly seeded sampler: ``random``, ``tpe`` (multivariate, the dimension set is static) or
     ``nsga2`` (NSGA-II, for the two objectives top-1 and GFLOPs).
 
-    ``max_gflops`` (nsga2 only) adds the constraint ``GFLOPs <= max_gflops`` (Optuna's
-    ``constraints_func``, read from each trial's ``gflops`` attribute): infeasible trials rank behind
-    every feasible one. ``max_latency_ms`` does the same with the predicted latency (``latency_ms``).
+    Cost limits reach TPE and NSGA-II through the constraints :meth:`Study.record` writes on each trial
+    (Optuna reads them from the trials, whatever sampler proposes): infeasible trials rank behind every
+    feasible one, the less infeasible ahead.
     """
-    for name, limit in (("max_gflops", max_gflops), ("max_latency_ms", max_latency_ms)):
-        if limit is not None and strategy != "nsga2":
-            raise ValueError(f"{name}: got {limit!r} with strategy {strategy!r}; allowed: only with nsga2")
     if strategy == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if strategy == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True,
                                           n_startup_trials=min(10, max(2, population_size)))
     if strategy == "nsga2":
-        constraints = (_cost_constraint("gflops", float(max_gflops)) if max_gflops is not None else
-                       _cost_constraint("latency_ms", float(max_latency_ms)) if max_latency_ms is not None else None)
-        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, population_size),
-                                             constraints_func=constraints)
+        return optuna.samplers.NSGAIISampler(seed=seed, population_size=max(2, population_size))
     raise ValueError(f"strategy: got {strategy!r}; allowed: {', '.join(STRATEGIES)}")
-
-
-def _cost_constraint(attr: str, limit: float) -> Callable[[Any], list[float]]:
-    def constraints(trial: Any) -> list[float]:
-        cost = trial.user_attrs.get(attr)
-        return [float(cost) - limit if cost is not None else 1.0]
-
-    return constraints
 
 
 class Study:
@@ -200,6 +186,25 @@ class Study:
             values.append(float(v))
         return values
 
+    def constraints_of(self, result: "TrialResult", attrs: Mapping[str, Any]) -> dict[str, float]:
+        """The constraint values Optuna's TPE and NSGA-II read from a trial (feasible when <= 0):
+
+        - ``cost_cap``: ``GFLOPs - cap`` for a candidate refused untrained by the run's cost cap (its
+          ``over_cost_cap`` attribute), so the samplers learn how far over the cap a region lies;
+        - ``target``: ``cost - target`` for every trial of a study with a cost objective (``gflops`` or
+          ``latency_ms``, NSGA-II) and a target: the cost limit that study optimises under.
+        """
+        out: dict[str, float] = {}
+        cap = attrs.get(OVER_COST_CAP)
+        if cap is not None and result.gflops is not None and math.isfinite(result.gflops):
+            out["cost_cap"] = float(result.gflops) - float(cap)
+        if "gflops" in self.objectives and self.target_gflops and result.gflops is not None:
+            out["target"] = float(result.gflops) - float(self.target_gflops)
+        latency = attrs.get("latency_ms")
+        if "latency_ms" in self.objectives and self.target_ms and latency not in (None, ""):
+            out["target"] = float(latency) - float(self.target_ms)
+        return {k: v for k, v in out.items() if math.isfinite(v)}
+
     def _space_dists(self, space: "Space") -> dict[str, BaseDistribution]:
         if space.name not in self._dists:
             self._dists[space.name] = distributions(space)
@@ -218,11 +223,18 @@ class Study:
         state = _STATE.get(result.status, TrialState.FAIL)
         if state == TrialState.COMPLETE and values is None:
             state = TrialState.FAIL
+        if user_attrs.get(OVER_COST_CAP) is not None:
+            # refused untrained by the cost cap: PRUNED, not FAIL, so that TPE learns from it (Optuna's
+            # samplers read only COMPLETE and PRUNED trials), through its constraint below
+            state = TrialState.PRUNED
+        constraints = self.constraints_of(result, user_attrs) if state != TrialState.FAIL else {}
         attrs = {k: _plain(v) for k, v in user_attrs.items()}
         if trial_number is not None:
             trial = self._asked.pop(trial_number, None) or optuna.trial.Trial(self.study, self._trial_id(trial_number))
             for key, value in attrs.items():
                 trial.set_user_attr(key, value)
+            for key, value in constraints.items():  # (set before a crash: Optuna keeps the first, same value)
+                trial.set_constraint(key, value)
             self.study.tell(trial_number, values if state == TrialState.COMPLETE else None, state=state,
                             skip_if_finished=True)
             return trial_number
@@ -240,7 +252,7 @@ class Study:
                     dists[label] = all_dists[label]
         trial = optuna.trial.create_trial(
             state=state, values=values if state == TrialState.COMPLETE else None,
-            params=params, distributions=dists, user_attrs=attrs)
+            params=params, distributions=dists, user_attrs=attrs, constraints=constraints or None)
         self.study.add_trial(trial)
         return self.study.get_trials(deepcopy=False)[-1].number
 
