@@ -154,3 +154,24 @@ def test_a_cost_objective_with_a_target_is_a_constraint_on_every_trial(tmp_path)
     assert [t.constraints["target"] for t in trials] == pytest.approx([t.values[1] - 0.001 for t in trials])
     ok = TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="ok", top1=1.0, gflops=2.0)
     assert Study(f"sqlite:///{tmp_path / 'r.db'}", "r", ["top1"], target_gflops=1.0).constraints_of(ok, {}) == {}
+
+
+def test_nsga2_evolves_generations_across_batches(tmp_path):
+    """Each batch is proposed in a fresh replica, so NSGA-II's generation of each trial must reach the
+    stored trial: without it every batch saw generation 0 and NSGA-II drew random individuals forever
+    (proposing exactly what ``random`` proposes with the same seeds)."""
+    space = Space.from_yaml(LIST_SPACE)
+    proposals = {}
+    for strategy in ("nsga2", "random"):
+        study = Study(f"sqlite:///{tmp_path / strategy}.db", strategy, ["top1", "gflops"])
+        for batch in range(6):
+            for number, sample in study.ask_batch(space, 4, make_sampler(strategy, seed=batch, population_size=4)):
+                arch = space.freeze(sample)
+                study.record(TrialResult(arch_name=arch.name, arch_hash=arch.hash, status="ok",
+                                         top1=float(sample["blocks/0/width"]), gflops=arch.cost().gflops),
+                             arch, {"hash": arch.hash}, trial_number=number)
+        proposals[strategy] = [t.params for t in study.study.get_trials()]
+        if strategy == "nsga2":
+            generations = [t.system_attrs["NSGAIISampler:generation"] for t in study.study.get_trials()]
+            assert generations == [n // 4 for n in range(24)]
+    assert proposals["nsga2"][4:] != proposals["random"][4:]

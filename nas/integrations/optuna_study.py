@@ -282,9 +282,11 @@ class Study:
         trials = {t.number: t for t in self.study.get_trials(deepcopy=False)}
         replica = optuna.create_study(directions=[d.name.lower() for d in self.study.directions], sampler=sampler)
         replica.add_trials([t for n, t in sorted(trials.items()) if n < first])
-        proposals = [replica.ask(fixed_distributions=dists).params for _ in range(count)]
+        asked = [replica.ask(fixed_distributions=dists) for _ in range(count)]
+        replica_trials = replica.get_trials(deepcopy=False)
+        proposals = [(t.params, replica_trials[t.number].system_attrs) for t in asked]
         out = []
-        for j, params in enumerate(proposals):
+        for j, (params, bookkeeping) in enumerate(proposals):
             number = first + j
             trial = trials.get(number)
             if trial is None:  # not created before a crash: enqueue and pop it
@@ -302,8 +304,21 @@ class Study:
                     self._asked[number] = popped
                 else:
                     self._asked[number] = self._complete(trial, dists)
+            self._copy_bookkeeping(self._asked[number], bookkeeping)
             out.append((number, decode_sample(space, params)))
         return out
+
+    def _copy_bookkeeping(self, trial: "optuna.trial.Trial", system_attrs: Mapping[str, Any]) -> None:
+        """What the sampler wrote on its proposal in the replica, written on the study's trial.
+
+        NSGA-II keeps each trial's generation there (``NSGAIISampler:generation``): without it on the
+        stored trials, every later replica sees generation 0 with no member, and NSGA-II proposes
+        random initial individuals forever. Optuna has no public setter for a trial's system
+        attributes, hence the storage call. Idempotent: a resumed batch writes the same values.
+        """
+        for key, value in system_attrs.items():
+            if key != "fixed_params":  # the enqueued params: the study's trial has its own
+                self.study._storage.set_trial_system_attr(trial._trial_id, key, value)
 
     def _complete(self, trial: "optuna.trial.FrozenTrial", dists: Mapping[str, BaseDistribution]) -> "optuna.trial.Trial":
         """A RUNNING trial whose params may be partly written: write the rest from its enqueued values."""
