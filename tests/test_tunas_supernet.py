@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 import nas
 from nas.dsl import Arch
@@ -179,3 +180,27 @@ def test_search_config_round_trip_keeps_zero_init_residual() -> None:
     assert SearchConfig.from_dict(new.to_dict()) == new
     assert SearchConfig.from_dict(legacy.to_dict()) == legacy
     assert new.hash != legacy.hash
+
+
+@pytest.mark.parametrize("t_kernel,t_stride,frames", [(1, 1, 4), (3, 1, 4), (5, 2, 5), (7, 1, 1), (4, 2, 4)])
+@pytest.mark.parametrize("groups", [1, 4])
+def test_conv_on_a_1x1_map_equals_the_conv3d_it_replaces(t_kernel: int, t_stride: int, frames: int, groups: int) -> None:
+    """On a 1 x 1 spatial map the supernet's conv runs a conv1d over time with the kernel's spatial
+    centre tap: the same output and the same gradients (zero for the taps that meet only padding) as
+    the TF-'same' Conv3d, at every spatial kernel and stride, odd and even temporal kernels."""
+    from nas.drivers.tunas.supernet import _conv
+    from nas.models.layers import same_padding
+
+    torch.manual_seed(0)
+    for kh, kw, spatial_stride in [(1, 1, 1), (3, 3, 2), (7, 7, 1), (1, 5, 2)]:
+        stride = (t_stride, spatial_stride, spatial_stride)
+        x = torch.randn(3, 4, frames, 1, 1, requires_grad=True)
+        w = torch.randn(4, 4 // groups, t_kernel, kh, kw, requires_grad=True)
+        b = torch.randn(4, requires_grad=True)
+        ref = F.conv3d(F.pad(x, same_padding(x.shape[-3:], w.shape[-3:], stride)), w, b, stride, 0, 1, groups)
+        out = _conv(x, w, stride, groups, b)
+        assert out.shape == ref.shape
+        g = torch.randn_like(ref)
+        for a, c in zip(torch.autograd.grad(ref, (x, w, b), g), torch.autograd.grad(out, (x, w, b), g)):
+            assert torch.allclose(a, c, atol=1e-5)
+        torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
