@@ -3,10 +3,10 @@
 
 The default search spends about 40 % of its wall time in its first 50 steps, the op / filter warm-up,
 where each step trains the largest path with every kernel of every layer run and averaged (10-13 s a
-step at 92 GMAC/s, against 0.3-0.5 s later). A profile of that step: 81 % in convolution backward,
-mostly depthwise Conv3d at (16, 376-896, 8, 1, 1), 100-160 ms a call. On a 1 x 1 map only a kernel's
-spatial centre tap meets data, so ``nas.drivers.tunas.supernet._conv`` runs a conv1d over time there
-(exact). This times the search's own step at the search's own shapes, one training step of
+step at 92 GMAC/s, against 0.3-0.5 s later). A profile of that step (taken beside other work, so
+only its shares are telling) put 81 % of it in convolution backward, the largest items depthwise
+Conv3d on (16, 376-896, 8, 1, 1) maps. On a 1 x 1 map only a kernel's spatial centre tap meets data,
+so ``nas.drivers.tunas.supernet._conv`` runs a conv1d over time there (exact). This times the search's own step at the search's own shapes, one training step of
 ``--batch`` clips (cross-entropy + masked L2, as ``supernet_backward``) plus the held-out forward of
 ``--val-multiplier`` x the batch, with ``_conv`` as now and with the plain Conv3d it replaced, for
 
