@@ -32,7 +32,7 @@ from nas.commands._run_options import add_run_arguments, open_run, space_hash
 from nas.cost import GFLOPS_NOTE
 from nas.errors import UsageError
 from nas.proxy import Proxy
-from nas.drivers.tunas.config import REWARDS, SEARCH_DEFAULTS, SearchConfig
+from nas.drivers.tunas.config import OPTIMIZERS, REWARDS, SEARCH_DEFAULTS, SearchConfig
 from nas.commands.argtypes import clip as _clip, positive_float as _positive_float, positive_int as _positive_int
 
 __all__ = ["register", "cmd_search", "DEFAULT_PROXY", "DEFAULT_TARGET", "DEFAULT_CLIP", "FAULT_EXIT_CODE"]
@@ -98,7 +98,7 @@ def register(subparsers: Any) -> None:
                    help=f"the supernet trains at this fraction of the crop (default {D['size_scale']})")
     g.add_argument("--weights-lr", type=_positive_float, default=D["lr"],
                    help=f"shared-weights peak learning rate (default {D['lr']:g}; at 2e-3 and above shared weights stay at chance)")
-    g.add_argument("--weights-optimizer", choices=("adam", "rmsprop_tf"), default=D["optimizer"],
+    g.add_argument("--weights-optimizer", choices=OPTIMIZERS, default=D["optimizer"],
                    help="adam (default, short searches) or TuNAS's rmsprop_tf (eps 1 inside the sqrt)")
     g.add_argument("--weight-decay", type=float, default=D["weight_decay"], help="masked L2 in the loss (TuNAS 4e-5)")
     g.add_argument("--rl-lr", type=float, default=D["rl_lr"], help="controller base learning rate (Adam beta1 0; x10 by the end)")

@@ -11,9 +11,10 @@ from typing import Any, Mapping
 
 from nas.data.synthetic import DEFAULT_TASK
 
-__all__ = ["SearchConfig", "REWARDS", "SEARCH_DEFAULTS"]
+__all__ = ["SearchConfig", "REWARDS", "OPTIMIZERS", "SEARCH_DEFAULTS"]
 
 REWARDS = ("abs", "mnas", "mnas_hard")  # the controller's reward forms (nas.drivers.tunas.controller)
+OPTIMIZERS = ("adam", "rmsprop_tf")  # the shared weights' optimiser (nas.drivers.tunas.search)
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,7 @@ class SearchConfig:
             ("val_multiplier", self.val_multiplier, self.val_multiplier >= 1, "an integer >= 1"),
             ("size_scale", self.size_scale, 0 < self.size_scale <= 1, "a number in (0, 1]"),
             ("lr", self.lr, self.lr > 0, "a positive number"),
-            ("optimizer", self.optimizer, self.optimizer in ("adam", "rmsprop_tf"), "adam or rmsprop_tf"),
+            ("optimizer", self.optimizer, self.optimizer in OPTIMIZERS, "one of " + ", ".join(OPTIMIZERS)),
             ("weight_decay", self.weight_decay, self.weight_decay >= 0, "a number >= 0"),
             ("rl_lr", self.rl_lr, self.rl_lr >= 0, "a number >= 0"),
             ("reward", self.reward, self.reward in REWARDS, "one of " + ", ".join(REWARDS)),
