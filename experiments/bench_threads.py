@@ -41,9 +41,10 @@ def _throughput(doc: dict, size_scale: float, batch: int, steps: int) -> float:
     import torch  # noqa: F401  (threads were set by the caller)
 
     from nas.dsl.arch import Arch
+    from nas.proxy import Proxy
 
     arch = Arch.from_dict(doc)
-    crop = max(8, round(arch.clip.crop * size_scale))
+    crop = Proxy(size_scale=size_scale).train_crop(arch.clip.crop)
     best = 0.0
     for layout in LAYOUTS:
         trainer = _Trainer(arch, crop, batch, layout)
@@ -52,6 +53,13 @@ def _throughput(doc: dict, size_scale: float, batch: int, steps: int) -> float:
         median = statistics.median(trainer.step() for _ in range(steps))
         best = max(best, batch / median)
     return best
+
+
+def _mmacs_per_conv(proxy, arch) -> float:
+    """Mean forward multiply-adds x 1e-6 per conv call of one training step (the work a kernel call
+    shares among threads)."""
+    cost = arch.cost(size=proxy.train_crop(arch.clip.crop))
+    return proxy.batch_size * cost.macs / max(1, cost.profile["convs"]) / 1e6
 
 
 def _child(args: argparse.Namespace) -> None:
@@ -107,6 +115,9 @@ def main() -> None:
         return
     from nas.cost import GFLOPS_NOTE
     from nas.dsl.arch import Arch
+    from nas.proxy import Proxy
+
+    proxy = Proxy(size_scale=args.size_scale, batch_size=args.batch)  # the step sizes auto judges by
 
     docs = _archs(args)
     peak_before = matmul_peak()
@@ -119,7 +130,8 @@ def main() -> None:
             one = _run_children(tmp, 1, args.cores, args)
             many = _run_children(tmp, args.cores, 1, args)
             rows.append((arch, one, many))
-            print(f"{arch.name:28s} {arch.cost().gflops:7.3f} GFLOPs  1 x {args.cores} threads {one:7.1f} clips/s  "
+            print(f"{arch.name:28s} {arch.cost().gflops:7.3f} GFLOPs  step {proxy.step_gmacs(arch):.3f} GMAC  "
+                  f"{_mmacs_per_conv(proxy, arch):.2f} MMAC/conv  1 x {args.cores} threads {one:7.1f} clips/s  "
                   f"{args.cores} x 1 thread {many:7.1f} clips/s  ratio {one / many:.2f}", flush=True)
     finally:
         tmp.unlink(missing_ok=True)
@@ -130,14 +142,15 @@ def main() -> None:
         f"({time.strftime('%Y-%m-%d')}). Proxy scale {args.size_scale} of the crop, batch {args.batch}, "
         f"median of {args.steps} AdamW steps in the faster layout. {GFLOPS_NOTE}",
         "",
-        f"| arch | GFLOPs (full size) | clip | 1 trial x {args.cores} threads (clips/s) | "
+        f"| arch | GFLOPs (full size) | clip | step GMAC | MMAC per conv | 1 trial x {args.cores} threads (clips/s) | "
         f"{args.cores} trials x 1 thread (clips/s, summed) | ratio |",
-        "|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for arch, one, many in rows:
         clip = arch.clip
         lines.append(f"| {arch.name} | {arch.cost().gflops:.3f} | {clip.frames}x{clip.frame_stride}, "
-                     f"{max(8, round(clip.crop * args.size_scale))}² | {one:.1f} | {many:.1f} | {one / many:.2f} |")
+                     f"{proxy.train_crop(clip.crop)}² | {proxy.step_gmacs(arch):.3f} | "
+                     f"{_mmacs_per_conv(proxy, arch):.2f} | {one:.1f} | {many:.1f} | {one / many:.2f} |")
     lines += ["", f"Ratio (one trial at {args.cores} threads / {args.cores} one-thread trials): median "
               f"{statistics.median(ratios):.2f}, range {min(ratios):.2f}-{max(ratios):.2f}."]
     text = "\n".join(lines)

@@ -13,7 +13,7 @@ from typing import Any
 from nas.cost import GFLOPS_NOTE
 from nas.data.synthetic import DEFAULT_TASK, TASKS
 
-__all__ = ["Proxy", "TrialResult", "OPTIMIZERS", "LAYOUTS", "MEMORY_REFUSAL", "OK", "FAILED", "PRUNED", "STATUSES",
+__all__ = ["Proxy", "TrialResult", "AUTO_CPUS", "TWO_THREAD_STEP_GMACS", "auto_cpus_per_trial", "OPTIMIZERS", "LAYOUTS", "MEMORY_REFUSAL", "OK", "FAILED", "PRUNED", "STATUSES",
            "RAY_ERROR_PREFIX", "TUNE_STOPPED_PREFIX", "RETRY_ON_RESUME"]
 
 OPTIMIZERS = ("sgd", "rmsprop", "adamw")
@@ -26,6 +26,18 @@ RAY_ERROR_PREFIX = "ray trial error: "
 TUNE_STOPPED_PREFIX = "Tune stopped: "
 # A failed trial whose reason starts with one of these is not cached: a resumed run tries it again.
 RETRY_ON_RESUME = (RAY_ERROR_PREFIX, TUNE_STOPPED_PREFIX, MEMORY_REFUSAL)
+
+# ``--cpus-per-trial auto``: a trial whose proxy training step is small trains on one thread (two such
+# trials run side by side on 2 cores), a larger one on two. The step size (forward multiply-adds x 1e-9 of
+# ``batch_size`` clips at the proxy's crop) from which one 2-thread trial trains more clips/s than two
+# 1-thread trials, per family, measured on 2 cores (experiments/results/threads_per_trial.md):
+# - x3d: 0.12 GMAC ratio 0.77, 0.22 GMAC 1.22 (the expansion's candidates at a quarter of the crop);
+# - movinet: 2-thread trials lose up to 0.57 GMAC (ratios 0.42-0.91, the TuNAS retrains at 17 px among
+#   them) and win at 1.57 (1.18): its many small non-conv ops (SE, activations) do not share well;
+# - tsn2d: wins already at 0.32 GMAC (1.41); smaller steps unmeasured, so x3d's bound is used.
+# Multiply-adds per conv call do not unify the families either (MoViNet loses at 9.5 M, X3D wins at 4).
+AUTO_CPUS = "auto"
+TWO_THREAD_STEP_GMACS = {"x3d": 0.15, "tsn2d": 0.15, "movinet": 1.0}
 
 # A trial's status: it finished (``OK``, ``top1`` is finite), it failed (``FAILED``, ``reason`` says
 # why: a diverged loss, a crash, a refusal), or an early-stopping scheduler stopped it (``PRUNED``).
@@ -108,6 +120,15 @@ class Proxy:
             if not ok:
                 raise ValueError(f"proxy.{name}: got {value!r}; allowed: {allowed}")
 
+    def train_crop(self, crop: int) -> int:
+        """The side in pixels this proxy trains and evaluates a clip of side ``crop`` at."""
+        return max(8, round(crop * self.size_scale))
+
+    def step_gmacs(self, arch: Any) -> float:
+        """Forward multiply-adds x 1e-9 of one training step of ``arch`` (``batch_size`` clips at
+        :meth:`train_crop`)."""
+        return self.batch_size * arch.cost(size=self.train_crop(arch.clip.crop)).macs / 1e9
+
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready fields."""
         return dataclasses.asdict(self)
@@ -132,6 +153,16 @@ class Proxy:
 
 # Fields added to Proxy after runs were recorded, with the behaviour those runs had.
 LEGACY_FIELDS: dict[str, Any] = {"zero_init_residual": True, "precise_bn_batches": 0}
+
+
+def auto_cpus_per_trial(arch: Any, proxy: Proxy, cores: int) -> int:
+    """CPUs (and torch threads) a trial of ``arch`` under ``proxy`` takes with ``--cpus-per-trial auto``:
+    1 when one training step is smaller than its family's bound (:data:`TWO_THREAD_STEP_GMACS`; a
+    family without one uses X3D's) or the machine has one core, else 2."""
+    bound = TWO_THREAD_STEP_GMACS.get(arch.family, TWO_THREAD_STEP_GMACS["x3d"])
+    if cores <= 1 or proxy.step_gmacs(arch) < bound:
+        return 1
+    return 2
 
 
 @dataclass

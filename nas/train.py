@@ -79,7 +79,7 @@ def make_data(data: str, arch: Arch, proxy: Proxy, seed: int) -> tuple[ClipData,
         ``(train, val, description)``.
     """
     clip = arch.clip
-    crop = max(8, round(clip.crop * proxy.size_scale))
+    crop = proxy.train_crop(clip.crop)
     if data == "synthetic":
         from nas.data.synthetic import SyntheticVideo
 
@@ -229,7 +229,7 @@ def memory_estimate(arch: Arch, proxy: Proxy, classes: int | None = None) -> flo
     if classes is not None:
         arch = arch.with_classes(classes)
     clip = arch.clip
-    crop = max(8, round(clip.crop * proxy.size_scale))
+    crop = proxy.train_crop(clip.crop)
     with torch.device("meta"):
         model = build_model(arch)
     params = sum(p.numel() for p in model.parameters())

@@ -90,9 +90,9 @@ def test_expand_through_ray_with_the_formula(tmp_path: Path) -> None:
     summary = json.loads((tmp_path / "ray" / "expand.json").read_text())
     assert [p["axis"] for p in summary["path"]][1:] == ["frame_stride", "frame_stride", "bottleneck", "spatial"]
     assert summary["landed"]
-    # two threads per trial by default (one trial at a time on 2 cores), as the run's config records
+    # CPUs per trial sized by each trial's step by default, as the run's config records
     config = json.loads((tmp_path / "ray" / "config.json").read_text())["config"]
-    assert config["cpus_per_trial"] == min(2, os.cpu_count() or 1)
+    assert config["cpus_per_trial"] == "auto"
 
 
 def test_interrupt_keeps_the_run(tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -106,6 +106,29 @@ def test_real_training_trial_on_ray(ray_session, tmp_path):
     assert not list((run.dir / "ray" / "checkpoints").glob("*.pt"))  # mid-trial checkpoint removed once recorded
 
 
+def test_auto_cpus_per_trial_sizes_each_trial_on_ray(ray_session, tmp_path):
+    """``cpus_per_trial="auto"``: Tune reserves each trial's own CPUs (read from its job), and the trials
+    train with that many threads."""
+    import json
+    import pickle
+
+    from nas.integrations.ray_tune import RayEvaluator
+
+    space = Space.from_yaml(TINY_SPACE)
+    archs = _archs(space, 2)
+    run = Run.open("auto", driver="test", config={"space": "tiny"}, root=tmp_path)
+    run.register_space(space)
+    evaluator = RayEvaluator("synthetic", TINY_PROXY, 0, cpus_per_trial="auto", log_dir=run.dir / "ray",
+                             progress=False)
+    results = run.evaluator(evaluator).evaluate(archs)
+    assert [r.status for r in results] == ["ok", "ok"], [r.reason for r in results]
+    # what Tune reserved for each trial, from its experiment state (the resource request is pickled there)
+    (state,) = (run.dir / "ray" / "tune").rglob("experiment_state-*.json")
+    trials = [json.loads(t[0]) for t in json.loads(state.read_text())["trial_data"]]
+    assert sorted((t["config"]["job"]["trial_cpus"], t["config"]["job"]["threads"]) for t in trials) == [(1, 1)] * 2
+    assert [pickle.loads(bytes.fromhex(t["placement_group_factory"])).bundles for t in trials] == [[{"CPU": 1.0}]] * 2
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,23 +8,24 @@ A driver calls :func:`add_run_arguments` on its parser with the proxy budget it 
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from nas.data.synthetic import DEFAULT_TASK, TASKS
 from nas.errors import RunError, UsageError
-from nas.proxy import LAYOUTS, Proxy
+from nas.proxy import AUTO_CPUS, LAYOUTS, Proxy
 from nas.commands.argtypes import fraction as _fraction
+from nas.commands.argtypes import cpus_per_trial as _cpus_per_trial
 from nas.commands.argtypes import non_negative_float as _non_negative_float
 from nas.commands.argtypes import non_negative_int as _non_negative_int
 from nas.commands.argtypes import positive_int as _positive_int
 
-# Two threads per trial (one when the machine has one core). Measured on 2 cores
-# (experiments/results/threads_per_trial.md): one trial at 2 threads trains X3D candidates of 0.3 GFLOPs
-# and up 1.2-1.6x faster than two 1-thread trials side by side, and those dominate an expansion's time;
-# smaller candidates run 1.3-1.8x faster two at a time.
-DEFAULT_CPUS_PER_TRIAL = float(min(2, os.cpu_count() or 1))
+# Per trial, one thread for a small proxy training step and two for a larger one (nas.proxy.AUTO_CPUS,
+# bounds per family). Measured on 2 cores (experiments/results/threads_per_trial.md): one 2-thread trial
+# trains X3D candidates from 0.22 GMAC a step 1.2-1.6x faster than two 1-thread trials side by side, while
+# smaller X3D candidates and MoViNets up to 0.57 GMAC a step (the TuNAS retrains) train 1.1-2.4x faster
+# two at a time.
+DEFAULT_CPUS_PER_TRIAL = AUTO_CPUS
 
 if TYPE_CHECKING:
     from nas.evaluator import Evaluator, Inheritance
@@ -61,10 +62,13 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, proxy: Proxy, formula:
                    help="ray: Ray Tune trials (default); local: in this process, one after another")
     g.add_argument("--address", help="join a running Ray cluster: 'auto' or HOST:PORT (default: start a local "
                    "Ray sized to this machine)")
-    g.add_argument("--cpus-per-trial", type=_non_negative_float, default=DEFAULT_CPUS_PER_TRIAL,
-                   help="CPUs each Ray trial reserves, and the torch threads it trains with (default 2, 1 on a "
-                        "one-core machine: on 2 cores one 2-thread trial trains candidates of 0.3 GFLOPs and up 1.2-1.6x "
-                        "faster than two 1-thread trials at once, experiments/results/threads_per_trial.md)")
+    g.add_argument("--cpus-per-trial", type=_cpus_per_trial, default=DEFAULT_CPUS_PER_TRIAL,
+                   help="CPUs each Ray trial reserves, and the torch threads it trains with: a number, or auto "
+                        "(default): 1 for a trial whose proxy training step (batch x clip at the proxy's crop) is "
+                        "under its family's bound (X3D and TSN-2D 0.15 GMAC, MoViNet 1.0), else 2 (1 on a one-core "
+                        "machine). On 2 cores two small 1-thread trials at once train 1.1-2.4x more clips/s than one "
+                        "at 2 threads, and one larger 2-thread trial 1.2-1.6x more than two at 1 "
+                        "(experiments/results/threads_per_trial.md)")
     g.add_argument("--gpus-per-trial", type=_non_negative_float, default=0.0,
                    help="GPUs each Ray trial reserves (default 0)")
     g.add_argument("--memory-per-trial", type=_non_negative_float, default=0.0,

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "fraction", "clip"]
+__all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "fraction", "clip",
+           "cpus_per_trial"]
 
 
 def positive_int(text: str) -> int:
@@ -71,3 +72,13 @@ def clip(text: str) -> tuple[int, int, int]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected FRAMESxSTRIDExCROP like 8x5x112, got {text!r}") from None
     return frames, stride, crop
+
+
+def cpus_per_trial(text: str) -> float | str:
+    """``auto`` or a number >= 0 (``--cpus-per-trial``)."""
+    if text.strip().lower() == "auto":
+        return "auto"
+    try:
+        return non_negative_float(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number >= 0, got {text!r}") from None

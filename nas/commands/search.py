@@ -193,7 +193,7 @@ def cmd_search(args: argparse.Namespace) -> int:
                     f"{cfg.steps} steps ({GFLOPS_NOTE})")
         map_fn = getattr(evaluator.inner, "map", None)
         if len(targets) > 1 and map_fn is not None and args.fail_after_steps is None:
-            run.log(f"running {len(targets)} searches as Ray tasks ({args.cpus_per_trial:g} CPU each); "
+            run.log(f"running {len(targets)} searches as Ray tasks ({args.cpus_per_trial} CPU each); "
                     "their progress goes to search-<target>/search.log")
         result = search_and_retrain(space, tunas, evaluator, out_dir=run.dir, data=args.data, baselines=baselines,
                                     map_fn=map_fn, progress=args.progress and sys.stderr.isatty(), log=run.log,

@@ -40,7 +40,7 @@ from ray import tune  # noqa: E402
 
 from nas.dsl.arch import Arch  # noqa: E402
 from nas.evaluator import Inheritance, OnResult, Tags, check_tags, checkpoint_suffix, proxy_cache_key  # noqa: E402
-from nas.proxy import RAY_ERROR_PREFIX, TUNE_STOPPED_PREFIX, Proxy, TrialResult  # noqa: E402
+from nas.proxy import AUTO_CPUS, RAY_ERROR_PREFIX, TUNE_STOPPED_PREFIX, Proxy, TrialResult, auto_cpus_per_trial  # noqa: E402
 
 __all__ = ["RayEvaluator", "run_trial"]
 
@@ -123,6 +123,21 @@ def _train_in_trial(job: dict[str, Any]) -> None:
         run_config=RunConfig(name=f"train-{job['arch']['name']}-{job['index']}-{os.getpid()}",
                              storage_path=job.get("train_storage"), callbacks=[TuneReportCallback()]))
     trainer.fit()
+
+
+def _per_trial_resources(gpus: float, memory_gib: float) -> Callable[[dict], Any]:
+    """Tune's resource request read from each trial's job (``trial_cpus``), for ``cpus_per_trial="auto"``."""
+    from ray.tune import PlacementGroupFactory
+
+    def request(config: dict) -> PlacementGroupFactory:
+        bundle = {"CPU": float(config["job"]["trial_cpus"])}
+        if gpus:
+            bundle["GPU"] = float(gpus)
+        if memory_gib:
+            bundle["memory"] = int(memory_gib * 1024**3)
+        return PlacementGroupFactory([bundle])
+
+    return request
 
 
 def _call_with_threads(fn: Callable[..., Any], threads: int, kwargs: dict[str, Any]) -> Any:
@@ -243,7 +258,11 @@ class RayEvaluator:
         seed: the trial seed.
         address: ``None`` starts a local Ray sized to this machine; ``auto`` or ``HOST:PORT`` joins a
             running cluster (its workers need xnas installed).
-        cpus_per_trial, gpus_per_trial: resources each trial reserves (Tune runs as many at once as fit).
+        cpus_per_trial, gpus_per_trial: resources each trial reserves (Tune runs as many at once as fit);
+            ``cpus_per_trial`` is also the trial's torch thread count. ``"auto"``: per trial, 1 CPU when
+            its proxy training step is small, else 2 (:func:`nas.proxy.auto_cpus_per_trial`); trials
+            with GPUs or data-parallel workers, and :meth:`map`'s tasks, take 2 (1 on a one-core
+            machine).
         max_failures: retries of a trial whose worker crashed or raised.
         scheduler: ``none`` or ``asha`` (early stopping on the reported training loss).
         log_dir: where Tune's experiments and (local Ray) Ray's session logs go.
@@ -265,7 +284,7 @@ class RayEvaluator:
     """
 
     def __init__(self, data: str, proxy: Proxy, seed: int, *, address: str | None = None,
-                 cpus_per_trial: float = 1, gpus_per_trial: float = 0, max_failures: int = 1,
+                 cpus_per_trial: float | str = 1, gpus_per_trial: float = 0, max_failures: int = 1,
                  scheduler: str = "none", log_dir: Path | None = None, progress: bool = True,
                  evaluator_spec: dict | None = None, memory_per_trial: float = 0,
                  inheritance: Inheritance | None = None, workers: int = 1, loader_workers: int = 0) -> None:
@@ -273,9 +292,13 @@ class RayEvaluator:
             raise ValueError(f"scheduler: got {scheduler!r}; allowed: {', '.join(SCHEDULERS)}")
         if evaluator_spec is not None and evaluator_spec.get("kind") != "formula":
             raise ValueError(f"evaluator_spec.kind: got {evaluator_spec.get('kind')!r}; allowed: 'formula'")
-        if cpus_per_trial < 0 or gpus_per_trial < 0 or cpus_per_trial + gpus_per_trial <= 0:
-            raise ValueError(f"cpus_per_trial, gpus_per_trial: got {cpus_per_trial}, {gpus_per_trial}; "
-                             "allowed: numbers >= 0, not both 0")
+        if cpus_per_trial != AUTO_CPUS and (
+                isinstance(cpus_per_trial, str) or cpus_per_trial < 0 or gpus_per_trial < 0
+                or cpus_per_trial + gpus_per_trial <= 0):
+            raise ValueError(f"cpus_per_trial, gpus_per_trial: got {cpus_per_trial!r}, {gpus_per_trial!r}; "
+                             f"allowed: numbers >= 0, not both 0 ({AUTO_CPUS!r} for the CPUs)")
+        if gpus_per_trial < 0:
+            raise ValueError(f"gpus_per_trial: got {gpus_per_trial!r}; allowed: a number >= 0")
         self.data = data
         self.proxy = proxy
         self.seed = seed
@@ -314,6 +337,23 @@ class RayEvaluator:
         clone.cache_key = f"{proxy_cache_key(self.proxy, self.data, self.seed)}:{clone.inheritance.key}"
         clone._started_ray = False
         return clone
+
+    # -- CPUs per trial ----------------------------------------------------------------------------
+    def _cores(self) -> int:
+        """CPUs of a node: this machine's on a local Ray; on a cluster assumed >= 2."""
+        return (os.cpu_count() or 1) if not self.address else 2
+
+    def _fixed_cpus(self) -> float:
+        """The CPUs of a trial or task whose size ``auto`` does not judge (GPU, data-parallel, :meth:`map`)."""
+        if self.cpus_per_trial == AUTO_CPUS:
+            return float(min(2, self._cores()))
+        return float(self.cpus_per_trial)
+
+    def _trial_cpus(self, arch: Arch, proxy: Proxy) -> float:
+        """The CPUs (and torch threads) one proxy trial of ``arch`` reserves."""
+        if self.cpus_per_trial != AUTO_CPUS or self.gpus_per_trial or self.workers > 1:
+            return self._fixed_cpus()
+        return float(auto_cpus_per_trial(arch, proxy, self._cores()))
 
     # -- Ray session ------------------------------------------------------------------------------
     def _ensure_ray(self) -> None:
@@ -360,7 +400,7 @@ class RayEvaluator:
         if not calls:
             return []
         self._ensure_ray()
-        cpus = self.cpus_per_trial if cpus_per_call is None else cpus_per_call
+        cpus = self._fixed_cpus() if cpus_per_call is None else cpus_per_call
         task = ray.remote(num_cpus=cpus, num_gpus=self.gpus_per_trial, max_retries=0)(_call_with_threads)
         refs = [task.remote(fn, max(1, int(cpus)), dict(kwargs)) for kwargs in calls]
         try:
@@ -371,42 +411,48 @@ class RayEvaluator:
     # -- evaluation -------------------------------------------------------------------------------
     def _jobs(self, archs: Sequence[Arch]) -> list[dict[str, Any]]:
         ckpt_dir = self.log_dir / "checkpoints"
-        memory_limit = self._memory_limit(len(archs))
         jobs = []
         for i, arch in enumerate(archs):
-            job: dict[str, Any] = {"index": i, "arch": arch.to_dict(), "seed": self.seed,
-                                   "threads": max(1, int(self.cpus_per_trial)), "proxy_hash": self.proxy.hash}
+            job: dict[str, Any] = {"index": i, "arch": arch.to_dict(), "seed": self.seed, "proxy_hash": self.proxy.hash}
             if self.evaluator_spec:
+                cpus = self._fixed_cpus()
                 job["evaluator"] = dict(self.evaluator_spec)
                 job["proxy_hash"] = f"formula:{self.evaluator_spec['name']}"
             else:
-                job.update(proxy=self.proxy.to_dict(), data=self.data, evaluator=None, memory_limit_gib=memory_limit,
-                           workers=self.workers, loader_workers=self.loader_workers)
-                if self.workers > 1:  # Ray Train workers share the trial's CPUs and GPUs equally
-                    job.update(cpus=self.cpus_per_trial / self.workers, gpus=self.gpus_per_trial / self.workers,
-                               threads=max(1, int(self.cpus_per_trial // self.workers)),
-                               train_storage=str(self.log_dir / "train"))
+                proxy, init, save = self.proxy, None, None
                 if self.inheritance is not None:
                     proxy, init, save = self.inheritance.job(arch, self.proxy)
-                    job.update(proxy=proxy.to_dict(), init=init, save_weights=save)
-                if not self.address:  # a local cluster shares this file system: resumable trials
-                    job["checkpoint"] = str(ckpt_dir / f"{arch.hash}-{self.proxy.hash}-{self.seed}"
-                                            f"{checkpoint_suffix(self.inheritance)}.pt")
+                    job.update(init=init, save_weights=save)
+                cpus = self._trial_cpus(arch, proxy)
+                job.update(proxy=proxy.to_dict(), data=self.data, evaluator=None,
+                           memory_limit_gib=self._memory_limit(len(archs), cpus),
+                           workers=self.workers, loader_workers=self.loader_workers)
+                if self.workers > 1:  # Ray Train workers share the trial's CPUs and GPUs equally
+                    job.update(cpus=cpus / self.workers, gpus=self.gpus_per_trial / self.workers,
+                               train_storage=str(self.log_dir / "train"))
+            # what the trial reserves (its Tune resource request) and trains with: a data-parallel
+            # trial's workers split its CPUs
+            workers = self.workers if not self.evaluator_spec else 1
+            job.update(trial_cpus=cpus, threads=max(1, int(cpus // workers)))
+            if not self.evaluator_spec and not self.address:  # a local cluster shares this file system: resumable trials
+                job["checkpoint"] = str(ckpt_dir / f"{arch.hash}-{self.proxy.hash}-{self.seed}"
+                                        f"{checkpoint_suffix(self.inheritance)}.pt")
             jobs.append(json.loads(json.dumps(job)))  # plain JSON, nothing else
         if not self.evaluator_spec and not self.address:
             ckpt_dir.mkdir(parents=True, exist_ok=True)
         return jobs
 
-    def _memory_limit(self, n_jobs: int) -> float | None:
-        """GiB each trial may use: ``--memory-per-trial``, or on a local Ray this machine's free memory
-        shared by the trials that run at once (a remote worker judges its own machine: None)."""
+    def _memory_limit(self, n_jobs: int, cpus: float) -> float | None:
+        """GiB a trial reserving ``cpus`` CPUs may use: ``--memory-per-trial``, or on a local Ray this
+        machine's free memory shared by the trials that run at once (a remote worker judges its own
+        machine: None)."""
         if self.memory_per_trial:
             return float(self.memory_per_trial)
         if self.address:
             return None
         from nas.train import memory_available
 
-        at_once = max(1, min(n_jobs, int((os.cpu_count() or 1) // max(self.cpus_per_trial, 1e-9))))
+        at_once = max(1, min(n_jobs, int((os.cpu_count() or 1) // max(cpus, 1e-9))))
         return round(0.9 * memory_available() / at_once, 2)
 
     def evaluate(self, archs: Sequence[Arch], tags: Sequence[Tags] | None = None,
@@ -430,12 +476,14 @@ class RayEvaluator:
                     Path(ckpt).unlink(missing_ok=True)
 
         progress = _Progress(len(jobs), self.progress, done, jobs)
-        resources = {"cpu": self.cpus_per_trial, "gpu": self.gpus_per_trial}
+        resources: dict[str, float] | Callable[[dict], Any] = {"cpu": self._fixed_cpus(), "gpu": self.gpus_per_trial}
         if self.workers > 1 and not self.evaluator_spec:
             # the trial only launches its Ray Train workers, which reserve the CPUs and GPUs themselves
             # (Tune needs a non-empty request: one byte of memory)
             resources = {"cpu": 0, "gpu": 0, "memory": 1}
-        if self.memory_per_trial:
+        elif self.cpus_per_trial == AUTO_CPUS:
+            resources = _per_trial_resources(self.gpus_per_trial, self.memory_per_trial)
+        if self.memory_per_trial and isinstance(resources, dict):
             resources["memory"] = int(self.memory_per_trial * 1024**3)
         scheduler = None
         tune_kwargs: dict[str, Any] = {}
