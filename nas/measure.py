@@ -24,7 +24,11 @@ def measured_macs(model: torch.nn.Module, frames: int, size: int, *, device: str
     nothing for batch norm, activations or pooling), so its total halved is the papers' GFLOPs x 1e9.
     With ``device="meta"`` the model and input live on the meta device: shapes propagate and the
     counter fires, but nothing is computed, so even MoViNet-A5 at 120 x 320² counts in a blink.
+    Convolutions count every tap of their kernel (:func:`nas.models.layers.whole_kernels`), as the
+    papers do, including the taps that the faster computation skips because they meet only padding.
     """
+    from nas.models.layers import whole_kernels
+
     was_training = model.training
     model.eval()
     if device is not None:
@@ -32,7 +36,7 @@ def measured_macs(model: torch.nn.Module, frames: int, size: int, *, device: str
     param = next(model.parameters(), None)
     dev = param.device if param is not None else torch.device("cpu")
     clip = torch.zeros(1, 3, frames, size, size, device=dev)
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), whole_kernels(), FlopCounterMode(display=False) as counter:
         model(clip)
     model.train(was_training)
     total = counter.get_total_flops()

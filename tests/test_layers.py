@@ -162,3 +162,40 @@ def test_squeeze_excite_gates_each_channel():
     gate = torch.sigmoid(se.expand(torch.relu(se.reduce(s))))
     torch.testing.assert_close(se(x), x * gate)
     assert sum(p.numel() for p in se.parameters()) == 4 * 8 + 8 + 8 * 4 + 4
+
+
+@pytest.mark.parametrize("size", [(1, 1, 1), (4, 1, 1), (5, 2, 2), (3, 3, 2), (8, 7, 7), (2, 5, 9)])
+@pytest.mark.parametrize("kernel,stride", [((1, 1, 1), (1, 1, 1)), ((3, 3, 3), (1, 1, 1)), ((1, 7, 7), (1, 1, 1)),
+                                           ((5, 3, 3), (1, 2, 2)), ((7, 1, 1), (2, 1, 1)), ((4, 6, 5), (2, 3, 2))])
+@pytest.mark.parametrize("groups", [1, 4])
+def test_conv3d_same_equals_padding_then_the_whole_kernel(size, kernel, stride, groups) -> None:
+    """Dropping the taps that only meet padding (and the 1 x 1 map's conv1d) changes no output and no
+    gradient: the dropped taps' weight gradients are zero in the full conv too."""
+    from nas.models.layers import conv3d_same
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 4, *size, requires_grad=True)
+    w = torch.randn(4, 4 // groups, *kernel, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    ref = F.conv3d(F.pad(x, same_padding(size, kernel, stride)), w, b, stride, 0, 1, groups)
+    out = conv3d_same(x, w, b, stride, groups)
+    assert out.shape == ref.shape == (2, 4, *(-(-n // s) for n, s in zip(size, stride)))
+    torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+    g = torch.randn_like(ref)
+    for a, c in zip(torch.autograd.grad(ref, (x, w, b), g), torch.autograd.grad(out, (x, w, b), g)):
+        torch.testing.assert_close(c, a, atol=1e-4, rtol=1e-4)  # sums of ~100 products in another order
+
+
+def test_whole_kernels_counts_the_taps_the_fast_path_skips() -> None:
+    """A 1x7x7 kernel on a 1 x 1 map computes one tap per output; under whole_kernels() all 49, which
+    is what the papers' multiply-add counts (and nas.measure.measured_macs) assume."""
+    from nas.models.layers import conv3d_same, whole_kernels
+
+    x, w = torch.randn(1, 8, 4, 1, 1), torch.randn(8, 1, 1, 7, 7)
+    counts = []
+    for ctx in (torch.no_grad, whole_kernels):
+        with ctx(), FlopCounterMode(display=False) as counter:
+            y = conv3d_same(x, w, groups=8)
+        counts.append(counter.get_total_flops() // 2)
+    assert counts == [8 * 4 * 1, 8 * 4 * 49]
+    torch.testing.assert_close(y, conv3d_same(x, w, groups=8))

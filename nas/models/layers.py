@@ -7,14 +7,15 @@ and shapes depend on it; X3D uses plain symmetric PyTorch padding.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
-    "same_padding", "Conv3dSame", "AvgPool3dSame", "Swish", "SqueezeExcite3d",
+    "same_padding", "conv3d_same", "whole_kernels", "Conv3dSame", "AvgPool3dSame", "Swish", "SqueezeExcite3d",
     "make_activation", "make_gate", "init_conv_bn_",
     "CausalConv3d", "causal_frame_mean", "positional_encoding",
 ]
@@ -56,6 +57,90 @@ def _is_static(kernel: Triple, stride: Triple) -> bool:
     return all(k == 1 or (s == 1 and k % 2 == 1) for k, s in zip(kernel, stride))
 
 
+_TRIM_TAPS = [True]  # conv3d_same drops the taps that meet only padding (whole_kernels() turns it off)
+
+
+@contextlib.contextmanager
+def whole_kernels() -> Iterator[None]:
+    """Within the block :func:`conv3d_same` convolves with every tap of the kernel, as the papers'
+    multiply-add counts assume (:func:`nas.measure.measured_macs` counts under it)."""
+    _TRIM_TAPS.append(False)
+    try:
+        yield
+    finally:
+        _TRIM_TAPS.pop()
+
+
+def _reachable_taps(n: int, k: int, s: int, before: int) -> tuple[int, int]:
+    """The first and last kernel tap of one dimension that meets data at some output position.
+
+    Output ``o`` (``0 <= o < ceil(n / s)``) reads input ``o * s - before + t`` at tap ``t``: a tap
+    below ``before - (out - 1) * s`` always lands in the front padding, one above ``n - 1 + before``
+    always in the back padding. (With a stride larger than the input a tap inside the range may still
+    miss every cell; keeping it costs time, not correctness.)
+    """
+    out = -(-n // s)
+    return max(0, before - (out - 1) * s), min(k - 1, n - 1 + before)
+
+
+def conv3d_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None,
+                stride: Sequence[int] = (1, 1, 1), groups: int = 1) -> torch.Tensor:
+    """Conv3d with TF 'same' padding, computed without the kernel taps that only ever meet padding.
+
+    At the small inputs of proxy training a large kernel hangs over the map: a 1x7x7 kernel on the
+    1 x 1 map of MoViNet's last stage at 17 px sees data only at its centre tap. Those taps multiply
+    zeros, so dropping them (and as much padding) gives the same output, and their weight gradients are
+    zero either way; on CPU the dropped work is most of the conv's backward (oneDNN's depthwise weight
+    gradient scales with the kernel, not with the data). A 1 x 1 map runs as a conv1d over time.
+
+    Args:
+        x: (N, C, T, H, W) input.
+        weight: (C_out, C / groups, kT, kH, kW) kernel.
+        bias: optional (C_out,) bias.
+        stride: (T, H, W) stride.
+        groups: channel groups.
+
+    Returns:
+        The output, ``ceil(n / s)`` per dimension, equal to padding ``x`` with :func:`same_padding` and
+        convolving with the whole kernel.
+    """
+    size, kernel, stride = tuple(x.shape[-3:]), tuple(weight.shape[-3:]), tuple(int(v) for v in stride)
+    pad = same_padding(size, kernel, stride)
+    if not _TRIM_TAPS[-1]:  # every tap, as before the trimming
+        if pad[0::2] == pad[1::2]:
+            return F.conv3d(x, weight, bias, stride, (pad[4], pad[2], pad[0]), 1, groups)
+        return F.conv3d(F.pad(x, pad), weight, bias, stride, 0, 1, groups)
+    out, lows, begs, ends, keep = [], [], [], [], []
+    for n, k, s, before in zip(size, kernel, stride, (pad[4], pad[2], pad[0])):
+        lo, hi = _reachable_taps(n, k, s, before)
+        kept = hi - lo + 1
+        o = -(-n // s)
+        beg = before - lo
+        out.append(o)
+        lows.append(lo)
+        keep.append(kept)
+        begs.append(beg)
+        ends.append(max(0, (o - 1) * s - beg + kept - n))  # enough for the last window, no more
+    if tuple(keep) != kernel:
+        weight = weight[:, :, lows[0]:lows[0] + keep[0], lows[1]:lows[1] + keep[1], lows[2]:lows[2] + keep[2]]
+    if size[1:] == (1, 1):  # a 1 x 1 map: the kept spatial tap is the only one; a conv1d over time
+        x1 = x.flatten(2)  # (N, C, T): a view
+        w1 = weight[:, :, :, 0, 0]
+        if begs[0] == ends[0]:
+            y = F.conv1d(x1, w1, bias, stride[0], begs[0], 1, groups)
+        else:
+            y = F.conv1d(F.pad(x1, (begs[0], ends[0])), w1, bias, stride[0], 0, 1, groups)
+        return y[:, :, :out[0], None, None]
+    if begs == ends:  # symmetric: the conv pads by itself (no copy)
+        y = F.conv3d(x, weight, bias, stride, tuple(begs), 1, groups)
+    else:
+        y = F.conv3d(F.pad(x, (begs[2], ends[2], begs[1], ends[1], begs[0], ends[0])), weight, bias, stride, 0, 1,
+                     groups)
+    if tuple(y.shape[-3:]) != tuple(out):  # a trimmed window can fit once more at the end
+        y = y[:, :, :out[0], :out[1], :out[2]]
+    return y
+
+
 class Conv3dSame(nn.Conv3d):
     """``nn.Conv3d`` with TF 'same' padding (see the module docstring); no dilation.
 
@@ -76,12 +161,8 @@ class Conv3dSame(nn.Conv3d):
         super().__init__(in_channels, out_channels, kernel, strides, padding=padding, groups=groups, bias=bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Pad (only when the padding depends on the input size) and convolve."""
-        if not self.static_padding:
-            pad = same_padding(x.shape[-3:], self.kernel_size, self.stride)
-            if any(pad):
-                x = F.pad(x, pad)
-        return super().forward(x)
+        """TF-'same' convolution without the taps that meet only padding (:func:`conv3d_same`)."""
+        return conv3d_same(x, self.weight, self.bias, self.stride, self.groups)
 
 
 class AvgPool3dSame(nn.Module):

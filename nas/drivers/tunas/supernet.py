@@ -42,7 +42,7 @@ from nas.dsl.arch import Arch
 from nas.dsl.choice import Choice, Repeat
 from nas.dsl.space import Space
 from nas.families.movinet import MovinetNet, parse_kernel, resolve
-from nas.models.layers import AvgPool3dSame, init_conv_bn_, init_residual_branches_, same_padding
+from nas.models.layers import AvgPool3dSame, conv3d_same, init_conv_bn_, init_residual_branches_
 
 __all__ = ["Path", "Supernet", "build_supernet", "SEARCH_FIXED_PREFIXES", "BN_EPS"]
 
@@ -99,35 +99,15 @@ def _kernel_key(kernel: tuple[int, int, int] | str) -> str:
 
 def _conv(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int] = (1, 1, 1), groups: int = 1,
           bias: torch.Tensor | None = None) -> torch.Tensor:
-    """Conv3d with TF 'same' padding (as :class:`nas.models.layers.Conv3dSame`).
+    """Conv3d with TF 'same' padding, as :class:`nas.models.layers.Conv3dSame` computes it
+    (:func:`~nas.models.layers.conv3d_same`: no work for the kernel taps that meet only padding).
 
-    On a 1 x 1 spatial map (the last stages at the search's 14 px) only the kernel's spatial centre
-    tap ever meets data, the others meet padding: the same result comes from a conv1d over time with
-    that tap (:func:`_conv_over_time`), and the other taps' gradients are zero either way. On CPU
-    it made a whole search step 3.4x faster on the warm-up path and 1.6x (median) on paths near the
-    default target, on 2 idle cores (``experiments/tunas/bench_supernet_conv.py``).
+    On a 1 x 1 spatial map (the last stages at the search's 14 px) that runs a conv1d over time with
+    the kernel's centre tap; on CPU it made a whole search step 3.4x faster on the warm-up path and
+    1.6x (median) on paths near the default target, on 2 idle cores
+    (``experiments/tunas/bench_supernet_conv.py``).
     """
-    if x.shape[-2:] == (1, 1):
-        return _conv_over_time(x, weight, stride, groups, bias)
-    pad = same_padding(x.shape[-3:], weight.shape[-3:], stride)
-    if pad[0::2] == pad[1::2]:  # symmetric: the conv pads by itself (no copy)
-        return F.conv3d(x, weight, bias, tuple(stride), (pad[4], pad[2], pad[0]), 1, groups)
-    return F.conv3d(F.pad(x, pad), weight, bias, tuple(stride), 0, 1, groups)
-
-
-def _conv_over_time(x: torch.Tensor, weight: torch.Tensor, stride: Sequence[int], groups: int,
-                    bias: torch.Tensor | None) -> torch.Tensor:
-    """:func:`_conv` of an (N, C, T, 1, 1) input: TF 'same' padding puts the one pixel under the
-    spatial tap ``(k - 1) // 2`` (the padding before it), and the output is 1 x 1 at any stride."""
-    kh, kw = weight.shape[-2:]
-    w = weight[:, :, :, (kh - 1) // 2, (kw - 1) // 2]
-    t_beg, t_end = same_padding(x.shape[-3:], weight.shape[-3:], stride)[4:]
-    x1 = x.flatten(2)  # (N, C, T): a view
-    if t_beg == t_end:
-        y = F.conv1d(x1, w, bias, stride[0], t_beg, 1, groups)
-    else:
-        y = F.conv1d(F.pad(x1, (t_beg, t_end)), w, bias, stride[0], 0, 1, groups)
-    return y[..., None, None]
+    return conv3d_same(x, weight, bias, stride, groups)
 
 
 def _bn(x: torch.Tensor, bn: nn.BatchNorm3d) -> torch.Tensor:
