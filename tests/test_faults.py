@@ -119,11 +119,11 @@ def _trials(run_dir: Path) -> list[tuple]:
     return [(t.number, t.state.name, t.values, t.params) for t in study.get_trials(deepcopy=False)]
 
 
-def _kill_when(cmd: list[str], ready, delay_s: float, timeout_s: float = 120) -> bool:
+def _kill_when(cmd: list[str], ready, delay_s: float, timeout_s: float = 120, env: dict | None = None) -> bool:
     """Start the real CLI, SIGKILL it ``delay_s`` after ``ready()`` turns true; whether it was killed
-    (False: it finished first)."""
+    (False: it finished first). ``env``: variables added to this process's environment."""
     proc = subprocess.Popen([sys.executable, "-m", "nas.cli", *cmd], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL, env={**os.environ, **(env or {})})
     deadline = time.monotonic() + timeout_s
     try:
         while proc.poll() is None and not ready():
@@ -205,8 +205,9 @@ def test_search_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path: Path,
             "--runs-dir", str(tmp_path / "runs")]
     assert main([*base, "--name", "full"]) == 0
     search = tmp_path / "runs" / "killed" / "search-0.0015"
-    # killed after its first checkpoint (step 30 of 32)
-    assert _kill_when([*base, "--name", "killed"], lambda: (search / "checkpoint.pt").is_file(), 0.05)
+    # killed after its first checkpoint (step 30 of 32; checkpoints however close together)
+    assert _kill_when([*base, "--name", "killed"], lambda: (search / "checkpoint.pt").is_file(), 0.05,
+                      env={"XNAS_CHECKPOINT_MIN_S": "0"})
     assert not (search / "argmax.yaml").is_file()  # killed inside the search
     assert main([*base, "--name", "killed", "--resume"]) == 0
     full = tmp_path / "runs" / "full" / "search-0.0015"

@@ -142,3 +142,24 @@ def test_interrupted_search_resumes_to_the_uninterrupted_result(tmp_path) -> Non
     b = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=False)
     assert all(torch.equal(a["supernet"][k], b["supernet"][k]) for k in a["supernet"])
     assert [r["q"] for r in a["trajectory"]] == [r["q"] for r in b["trajectory"]]
+
+
+@pytest.mark.parametrize("min_s, saves", [("", [6]), ("0", [2, 4, 6])])
+def test_mid_search_checkpoints_are_at_least_a_minute_apart(tmp_path, monkeypatch, min_s, saves) -> None:
+    """A checkpoint due every 2 steps is skipped while the last one is under a minute old (the default
+    search writes a 357 MB one); the last step always saves. XNAS_CHECKPOINT_MIN_S overrides the minute."""
+    import nas.drivers.tunas.search as search
+    from nas.drivers.tunas.search import SearchConfig, default_fixed, run_search
+
+    monkeypatch.setenv("XNAS_CHECKPOINT_MIN_S", min_s)
+    written: list[int] = []
+    real = search._save
+    monkeypatch.setattr(search, "_save", lambda path, state: (written.append(state["step"]), real(path, state)))
+    space = tiny_space()
+    cfg = SearchConfig(target_gflops=0.0015, fixed=default_fixed(space), steps=6, batch_size=2, val_multiplier=1,
+                       size_scale=0.5, train_clips=4, heldout_clips=4, log_every=2, checkpoint_every=2)
+    run_search(space, cfg, tmp_path / "s", top_k=0, progress=False, plot=False, log=lambda m: None)
+    assert written == saves
+    monkeypatch.setenv("XNAS_CHECKPOINT_MIN_S", "soon")
+    with pytest.raises(ValueError, match="XNAS_CHECKPOINT_MIN_S: got 'soon'"):
+        run_search(space, cfg, tmp_path / "t", top_k=0, progress=False, plot=False, log=lambda m: None)

@@ -50,7 +50,8 @@ class SearchConfig:
         task: synthetic task; train_clips / heldout_clips: synthetic split sizes.
         seed: seeds the supernet init, the batches and the controller.
         expected_samples: Monte-Carlo draws for the logged expected cost.
-        log_every: steps between trajectory rows; checkpoint_every: steps between checkpoints.
+        log_every: steps between trajectory rows; checkpoint_every: steps between checkpoints (one is
+            skipped while the last is under a minute old: :data:`nas.drivers.tunas.search.CHECKPOINT_MIN_INTERVAL_S`).
         target_ms: search against predicted latency instead (milliseconds per clip at the fixed clip,
             batch 1): the reward's cost is :func:`run_search`'s ``latency`` of each sampled architecture.
         zero_init_residual: start every layer's ReZero scalar at 0 (the standalone MoViNet's init)
