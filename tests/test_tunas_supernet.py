@@ -182,6 +182,38 @@ def test_search_config_round_trip_keeps_zero_init_residual() -> None:
     assert new.hash != legacy.hash
 
 
+def test_search_config_round_trip_keeps_the_layout() -> None:
+    """``layout`` is left out at channels_first (what every search ran before the field existed), so
+    an old configuration keeps its hash; ``from_dict`` reads a missing field as channels_first."""
+    from nas.drivers.tunas.search import SearchConfig
+
+    new, legacy = SearchConfig(target_gflops=0.2), SearchConfig(target_gflops=0.2, layout="channels_first")
+    assert new.layout == "channels_last_3d" and "layout" not in legacy.to_dict()
+    assert SearchConfig.from_dict(new.to_dict()) == new
+    assert SearchConfig.from_dict(legacy.to_dict()) == legacy
+    assert new.hash != legacy.hash
+    with pytest.raises(ValueError, match="search.layout: got 'nhwc'; allowed: one of channels_first, channels_last_3d"):
+        SearchConfig(target_gflops=0.2, layout="nhwc")
+
+
+def test_a_search_in_either_layout_trains_the_same(tmp_path) -> None:
+    """The memory layout changes speed, not the search: the same Q at every step, losses to float noise."""
+    from nas.drivers.tunas.search import SearchConfig, default_fixed, run_search
+    from nas.drivers.tunas.testing import tiny_space
+
+    space = tiny_space()
+    runs = {}
+    for layout in ("channels_first", "channels_last_3d"):
+        cfg = SearchConfig(target_gflops=0.0015, fixed=default_fixed(space), steps=6, batch_size=2, val_multiplier=2,
+                           size_scale=0.5, train_clips=4, heldout_clips=4, log_every=2, layout=layout)
+        runs[layout] = run_search(space, cfg, tmp_path / layout, top_k=0, progress=False, plot=False,
+                                  log=lambda m: None)
+    first, last = runs["channels_first"].trajectory, runs["channels_last_3d"].trajectory
+    assert [r["q"] for r in first] == [r["q"] for r in last]
+    assert [r["loss"] for r in last] == pytest.approx([r["loss"] for r in first], rel=1e-4)
+    assert runs["channels_first"].argmax == runs["channels_last_3d"].argmax
+
+
 @pytest.mark.parametrize("t_kernel,t_stride,frames", [(1, 1, 4), (3, 1, 4), (5, 2, 5), (7, 1, 1), (4, 2, 4)])
 @pytest.mark.parametrize("groups", [1, 4])
 def test_conv_on_a_1x1_map_equals_the_conv3d_it_replaces(t_kernel: int, t_stride: int, frames: int, groups: int) -> None:

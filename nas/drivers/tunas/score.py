@@ -98,6 +98,8 @@ def supernet_top1s(space: Space, search_dir: str | Path, archs: Sequence[Arch], 
     loaded = SupernetData(data, space, dict(cfg.fixed), cfg)
     supernet = Supernet(space, classes=loaded.num_classes)
     supernet.load_state_dict(state["supernet"])
+    if cfg.layout == "channels_last_3d":  # as the search ran (the batches come in it)
+        supernet.to(memory_format=torch.channels_last_3d)
     supernet.train()  # batch statistics, as during the search (heldout_top1 leaves the running ones alone)
     size = cfg.batch_size * cfg.val_multiplier
     batches = [loaded.batch("held", i, size) for i in range(max(1, len(loaded.held[1]) // size))]

@@ -133,8 +133,9 @@ class SupernetData:
         order = np.random.default_rng([self.cfg.seed, 0 if which == "train" else 1, epoch]).permutation(n)
         idx = order[pos * size: (pos + 1) * size] if n >= size else order
         x = torch.from_numpy(np.ascontiguousarray(clips[idx])).permute(0, 4, 1, 2, 3).float()
-        x = x.div_(255.0).sub_(MEAN).div_(STD)
-        return x.contiguous(), torch.from_numpy(labels[idx])
+        x = x.div_(255.0).sub_(MEAN).div_(STD)  # the permuted view is already channels_last_3d in memory
+        fmt = torch.channels_last_3d if self.cfg.layout == "channels_last_3d" else torch.contiguous_format
+        return x.contiguous(memory_format=fmt), torch.from_numpy(labels[idx])
 
 
 @torch.no_grad()
@@ -249,6 +250,8 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
     t_setup = time.perf_counter()
     loaded = SupernetData(data, space, fixed, cfg)
     supernet = Supernet(space, classes=loaded.num_classes, zero_init_residual=cfg.zero_init_residual)
+    if cfg.layout == "channels_last_3d":
+        supernet.to(memory_format=torch.channels_last_3d)
     if cfg.optimizer == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam(supernet.parameters(), lr=cfg.lr)
     else:
