@@ -13,7 +13,9 @@ so ``nas.drivers.tunas.supernet._conv`` runs a conv1d over time there (exact). T
 - the warm-up path: every numeric choice at its largest value, every kernel mixed;
 - ``--archs`` paths drawn near the 0.18 GFLOPs target (tilted draws, as ``xnas fidelity`` draws them).
 
-Each path is timed both ways alternately on one supernet (the first call, with new shapes, then the
+Since 2026-12-07 ``_conv`` is :func:`nas.models.layers.conv3d_same`, which also drops the taps that
+meet only padding on larger maps; the ``conv1d_at_1x1`` arm measures that, the ``conv3d`` arm runs
+under :func:`~nas.models.layers.whole_kernels`. Each path is timed both ways alternately on one supernet (the first call, with new shapes, then the
 mean of ``--reps`` later calls) and the losses are compared. Run on an idle machine::
 
     .venv/bin/python experiments/tunas/bench_supernet_conv.py --out experiments/tunas/results/supernet_conv.json
@@ -30,13 +32,11 @@ from pathlib import Path
 
 import torch
 
-import torch.nn.functional as F
-
 import nas
 import nas.drivers.tunas.supernet as supernet_module
 from nas.drivers.tunas.search import SearchConfig, default_fixed, supernet_backward
 from nas.drivers.tunas.supernet import Path as NetPath, Supernet, kernel_positions
-from nas.models.layers import same_padding
+from nas.models.layers import whole_kernels
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench_train import matmul_peak  # noqa: E402
@@ -44,15 +44,15 @@ from bench_train import matmul_peak  # noqa: E402
 FAST = supernet_module._conv
 
 
-def conv3d_same(x: torch.Tensor, weight: torch.Tensor, stride=(1, 1, 1), groups: int = 1, bias=None) -> torch.Tensor:
-    """The supernet's conv before the conv1d path: a Conv3d with TF 'same' padding at every shape."""
-    pad = same_padding(x.shape[-3:], weight.shape[-3:], stride)
-    if pad[0::2] == pad[1::2]:
-        return F.conv3d(x, weight, bias, tuple(stride), (pad[4], pad[2], pad[0]), 1, groups)
-    return F.conv3d(F.pad(x, pad), weight, bias, tuple(stride), 0, 1, groups)
+def whole_kernel_conv(x: torch.Tensor, weight: torch.Tensor, stride=(1, 1, 1), groups: int = 1,
+                      bias=None) -> torch.Tensor:
+    """The supernet's conv before the conv1d path: a Conv3d with TF 'same' padding and every tap, at
+    every shape."""
+    with whole_kernels():
+        return FAST(x, weight, stride, groups, bias)
 
 
-ARMS = {"conv3d": conv3d_same, "conv1d_at_1x1": FAST}
+ARMS = {"conv3d": whole_kernel_conv, "conv1d_at_1x1": FAST}
 
 
 def _paths(space: nas.Space, archs: int, classes: int, seed: int) -> list[tuple[str, float, NetPath]]:
