@@ -29,6 +29,7 @@ import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 import torch
 
@@ -73,8 +74,9 @@ def _paths(space: nas.Space, archs: int, classes: int, seed: int) -> list[tuple[
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def step_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a search-step benchmark (this one and ``bench_supernet_layout.py``)."""
+    ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--archs", type=int, default=6)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--batch", type=int, default=16)
@@ -83,39 +85,52 @@ def main() -> None:
     ap.add_argument("--classes", type=int, default=6, help="the graded task's classes")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", type=Path)
-    args = ap.parse_args()
-    peak = matmul_peak()
+    return ap
+
+
+def step_inputs(args: argparse.Namespace) -> tuple[nas.Space, SearchConfig, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(space, cfg, x, y, x_heldout)``: the default search's space and configuration, and random
+    batches at its shapes."""
     space = nas.load_space("movinet").with_clip((8, 10, 112))
     cfg = SearchConfig(target_gflops=0.18)
     torch.manual_seed(args.seed)
-    net = Supernet(space, classes=args.classes).train()
     x = torch.randn(args.batch, 3, 8, args.pixels, args.pixels)
     y = torch.randint(0, args.classes, (args.batch,))
     xv = torch.randn(args.batch * args.val_multiplier, 3, 8, args.pixels, args.pixels)
+    return space, cfg, x, y, xv
 
-    def step(arm: str, path: NetPath) -> tuple[float, float]:
-        supernet_module._conv = ARMS[arm]
-        torch.manual_seed(args.seed)  # the same head-dropout mask in both arms: comparable losses
-        t0 = time.perf_counter()
-        net.zero_grad(set_to_none=True)
-        loss = supernet_backward(net, path, x, y, cfg)
-        with torch.no_grad():
-            net(xv, path)
-        return time.perf_counter() - t0, loss
 
+def timed_step(net: Supernet, path: NetPath, x: torch.Tensor, y: torch.Tensor, xv: torch.Tensor,
+               cfg: SearchConfig, seed: int) -> tuple[float, float]:
+    """One search step (training batch forward + backward + masked L2, then the held-out forward):
+    ``(seconds, loss)``; the seed fixes the head-dropout mask, so two arms' losses compare."""
+    torch.manual_seed(seed)
+    t0 = time.perf_counter()
+    net.zero_grad(set_to_none=True)
+    loss = supernet_backward(net, path, x, y, cfg)
+    with torch.no_grad():
+        net(xv, path)
+    return time.perf_counter() - t0, loss
+
+
+def compare(args: argparse.Namespace, space: nas.Space, step: Callable[[str, NetPath], tuple[float, float]],
+            arms: tuple[str, str], peak: float) -> dict:
+    """Time ``step(arm, path)`` for both arms on every path (first calls in turn, then ``--reps``
+    alternating); speed-up = first arm's time / second's. Prints each row and writes ``--out``."""
+    slow, fast = arms
     rows = []
     for name, gflops, path in _paths(space, args.archs, args.classes, args.seed):
         row: dict = {"path": name, "gflops_full_size": round(gflops, 4)}
-        for arm in ARMS:  # first calls, in turn
+        for arm in arms:  # first calls, in turn
             row[f"{arm}_first_s"], row[f"{arm}_loss"] = step(arm, path)
-        times: dict[str, list[float]] = {arm: [] for arm in ARMS}
+        times: dict[str, list[float]] = {arm: [] for arm in arms}
         for _ in range(args.reps):  # steady state, alternating
-            for arm in ARMS:
+            for arm in arms:
                 times[arm].append(step(arm, path)[0])
-        for arm in ARMS:
+        for arm in arms:
             row[f"{arm}_s"] = statistics.mean(times[arm])
-        row["speedup"] = row["conv3d_s"] / row["conv1d_at_1x1_s"]
-        row["speedup_first_call"] = row["conv3d_first_s"] / row["conv1d_at_1x1_first_s"]
+        row["speedup"] = row[f"{slow}_s"] / row[f"{fast}_s"]
+        row["speedup_first_call"] = row[f"{slow}_first_s"] / row[f"{fast}_first_s"]
         rows.append(row)
         print(json.dumps(row), flush=True)
     near = rows[1:]
@@ -125,14 +140,30 @@ def main() -> None:
                "warmup_speedup": rows[0]["speedup"], "warmup_speedup_first_call": rows[0]["speedup_first_call"],
                "near_target_median_speedup": statistics.median(r["speedup"] for r in near),
                "near_target_median_speedup_first_call": statistics.median(r["speedup_first_call"] for r in near),
-               "max_loss_difference": max(abs(r["conv3d_loss"] - r["conv1d_at_1x1_loss"]) for r in rows),
+               "max_loss_difference": max(abs(r[f"{slow}_loss"] - r[f"{fast}_loss"]) for r in rows),
                "rows": rows,
                "note": "one step = train batch forward + backward + masked L2, then the held-out forward; "
-                       "speedup = conv3d time / conv1d-at-1x1 time"}
-    supernet_module._conv = FAST
+                       f"speedup = {slow} time / {fast} time"}
     print(json.dumps({k: v for k, v in summary.items() if k != "rows"}))
     if args.out:
         args.out.write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+def main() -> None:
+    args = step_parser(__doc__.split("\n")[0]).parse_args()
+    peak = matmul_peak()
+    space, cfg, x, y, xv = step_inputs(args)
+    net = Supernet(space, classes=args.classes).train()
+
+    def step(arm: str, path: NetPath) -> tuple[float, float]:
+        supernet_module._conv = ARMS[arm]
+        return timed_step(net, path, x, y, xv, cfg, args.seed)
+
+    try:
+        compare(args, space, step, ("conv3d", "conv1d_at_1x1"), peak)
+    finally:
+        supernet_module._conv = FAST
 
 
 if __name__ == "__main__":
