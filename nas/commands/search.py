@@ -97,7 +97,7 @@ def register(subparsers: Any) -> None:
     g.add_argument("--search-size-scale", type=float, default=D["size_scale"],
                    help=f"the supernet trains at this fraction of the crop (default {D['size_scale']})")
     g.add_argument("--search-layout", choices=SEARCH_LAYOUTS, default=D["layout"],
-                   help=f"the supernet's memory layout (default {D['layout']}: 1.3-1.55x faster search steps than "
+                   help=f"the supernet's memory layout (default {D['layout']}: 1.3-1.9x faster search steps than "
                         "channels_first at the default 14 px on 2 cores, experiments/tunas/bench_supernet_layout.py)")
     g.add_argument("--weights-lr", type=_positive_float, default=D["lr"],
                    help=f"shared-weights peak learning rate (default {D['lr']:g}; at 2e-3 and above shared weights stay at chance)")

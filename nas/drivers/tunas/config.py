@@ -58,7 +58,7 @@ class SearchConfig:
         zero_init_residual: start every layer's ReZero scalar at 0 (the standalone MoViNet's init)
             rather than 1 (:class:`~nas.proxy.Proxy`'s field of the same name).
         layout: the supernet's and its batches' memory layout. ``channels_last_3d`` made the search's
-            own step 1.55x faster on the warm-up path and 1.30x (median) near the default target at 14 px
+            own step 1.87x faster on the warm-up path and 1.31x (median) near the default target at 14 px
             on 2 cores, with equal losses (``experiments/tunas/bench_supernet_layout.py``);
             ``channels_first`` is what searches ran before 2026-12-07.
     """
