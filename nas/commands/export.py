@@ -57,6 +57,7 @@ def export_model(model: Any, path: str | Path, fmt: str, *, stream: bool, frames
     """
     import torch
 
+    from nas.models.layers import whole_kernels
     from nas.models.streaming import StreamStep
 
     model = model.eval()
@@ -76,7 +77,10 @@ def export_model(model: Any, path: str | Path, fmt: str, *, stream: bool, frames
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with warnings.catch_warnings():
+    # every conv exported with its whole kernel: the same outputs as the trimmed taps of training
+    # (nas.models.layers.conv3d_same), and plain Conv nodes, which the ONNX exporter turns every
+    # shape of into (the trimmed path's conv1d on 1 x 1 maps failed to export for streaming)
+    with warnings.catch_warnings(), whole_kernels():
         # tracing warns that shape-derived Python ints (TF-'same' padding amounts) become constants:
         # intended, the graph is specialised to the exported shapes
         warnings.simplefilter("ignore")
