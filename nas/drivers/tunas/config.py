@@ -57,10 +57,12 @@ class SearchConfig:
             batch 1): the reward's cost is :func:`run_search`'s ``latency`` of each sampled architecture.
         zero_init_residual: start every layer's ReZero scalar at 0 (the standalone MoViNet's init)
             rather than 1 (:class:`~nas.proxy.Proxy`'s field of the same name).
-        layout: the supernet's and its batches' memory layout. ``channels_last_3d`` made the search's
+        layout: the supernet's and its batches' memory layout. ``channels_last_3d`` makes the search's
             own step 1.87x faster on the warm-up path and 1.31x (median) near the default target at 14 px
-            on 2 cores, with equal losses (``experiments/tunas/bench_supernet_layout.py``);
-            ``channels_first`` is what searches ran before 2026-12-07.
+            on 2 cores, with equal losses (``experiments/tunas/bench_supernet_layout.py``), but over 5
+            seeds each the final ``supernet_top1`` was 49.6-72.3 % in it against 73.4-89.1 % in
+            ``channels_first`` (experiments/tunas/README.md), for a reason not found: the default stays
+            ``channels_first``.
     """
 
     target_gflops: float | None
@@ -87,7 +89,7 @@ class SearchConfig:
     checkpoint_every: int = 30
     target_ms: float | None = None
     zero_init_residual: bool = False
-    layout: str = "channels_last_3d"
+    layout: str = "channels_first"
 
     def __post_init__(self) -> None:
         def positive(v: Any) -> bool:
