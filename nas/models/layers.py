@@ -106,13 +106,10 @@ def conv3d_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
     """
     size, kernel, stride = tuple(x.shape[-3:]), tuple(weight.shape[-3:]), tuple(int(v) for v in stride)
     pad = same_padding(size, kernel, stride)
-    if not _TRIM_TAPS[-1]:  # every tap, as before the trimming
-        if pad[0::2] == pad[1::2]:
-            return F.conv3d(x, weight, bias, stride, (pad[4], pad[2], pad[0]), 1, groups)
-        return F.conv3d(F.pad(x, pad), weight, bias, stride, 0, 1, groups)
+    trim = _TRIM_TAPS[-1]
     out, lows, begs, ends, keep = [], [], [], [], []
     for n, k, s, before in zip(size, kernel, stride, (pad[4], pad[2], pad[0])):
-        lo, hi = _reachable_taps(n, k, s, before)
+        lo, hi = _reachable_taps(n, k, s, before) if trim else (0, k - 1)
         kept = hi - lo + 1
         o = -(-n // s)
         beg = before - lo
@@ -120,10 +117,11 @@ def conv3d_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
         lows.append(lo)
         keep.append(kept)
         begs.append(beg)
-        ends.append(max(0, (o - 1) * s - beg + kept - n))  # enough for the last window, no more
+        # enough for the last window, no more (for the whole kernel: TF's own end padding)
+        ends.append(max(0, (o - 1) * s - beg + kept - n))
     if tuple(keep) != kernel:
         weight = weight[:, :, lows[0]:lows[0] + keep[0], lows[1]:lows[1] + keep[1], lows[2]:lows[2] + keep[2]]
-    if size[1:] == (1, 1):  # a 1 x 1 map: the kept spatial tap is the only one; a conv1d over time
+    if trim and size[1:] == (1, 1):  # a 1 x 1 map: the kept spatial tap is the only one; a conv1d over time
         x1 = x.flatten(2)  # (N, C, T): a view
         w1 = weight[:, :, :, 0, 0]
         if begs[0] == ends[0]:
