@@ -199,3 +199,26 @@ def test_whole_kernels_counts_the_taps_the_fast_path_skips() -> None:
         counts.append(counter.get_total_flops() // 2)
     assert counts == [8 * 4 * 1, 8 * 4 * 49]
     torch.testing.assert_close(y, conv3d_same(x, w, groups=8))
+
+
+@pytest.mark.parametrize("kernel,groups", [((1, 1, 1), 1), ((3, 1, 1), 1), ((3, 5, 5), 8)])
+def test_conv3d_same_on_a_1x1_map_gives_layout_free_gradients_through_batch_norm(kernel, groups) -> None:
+    """The 1 x 1-map conv1d path must return canonical strides: torch 2.13's CPU batch_norm backward
+    gave wrong gradients (forward right) on the channels-last result with stride-1 size-1 dims, which
+    silently broke every channels_last_3d MoViNet and supernet whose last stage met a 1 x 1 map."""
+    from nas.models.layers import conv3d_same
+
+    torch.manual_seed(0)
+    x0 = torch.randn(4, 8, 6, 1, 1, dtype=torch.float64)
+    w0 = torch.randn(8, 8 // groups, *kernel, dtype=torch.float64)
+    gamma0 = torch.rand(8, dtype=torch.float64) + 0.5
+    g = torch.randn(4, 8, 6, 1, 1, dtype=torch.float64)
+    grads = []
+    for fmt in (torch.contiguous_format, torch.channels_last_3d):
+        x = x0.contiguous(memory_format=fmt).requires_grad_()
+        w = w0.contiguous(memory_format=fmt).requires_grad_()
+        gamma = gamma0.clone().requires_grad_()
+        y = F.batch_norm(conv3d_same(x, w, groups=groups), None, None, gamma, None, training=True)
+        grads.append(torch.autograd.grad(y, (x, w, gamma), g))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(b, a, rtol=1e-10, atol=1e-10)

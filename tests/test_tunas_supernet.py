@@ -236,3 +236,30 @@ def test_conv_on_a_1x1_map_equals_the_conv3d_it_replaces(t_kernel: int, t_stride
         for a, c in zip(torch.autograd.grad(ref, (x, w, b), g), torch.autograd.grad(out, (x, w, b), g)):
             assert torch.allclose(a, c, atol=1e-5)
         torch.testing.assert_close(out, ref, atol=1e-5, rtol=1e-5)
+
+
+def test_supernet_gradients_are_layout_free_on_1x1_maps() -> None:
+    """At a crop whose last block runs on a 1 x 1 map (the default search's 14 px does), the supernet
+    in channels_last_3d takes the same gradients as in channels_first (float64). A stride mismatch in
+    the 1 x 1 conv path once made torch's batch_norm backward wrong there, and channels_last_3d
+    searches learned less with the same losses."""
+    import copy
+
+    from nas.drivers.tunas.search import SearchConfig, supernet_backward
+
+    space = tiny_space()  # fed 4 px clips: stem stride 2 -> 2 px, block stride 2 -> 1 x 1
+    arch = space.freeze(space.random(3))
+    torch.manual_seed(0)
+    base = Supernet(space, zero_init_residual=False).double().train()
+    x = torch.randn(3, 3, 4, 4, 4, dtype=torch.float64)
+    y = torch.tensor([0, 1, 2])
+    cfg = SearchConfig(target_gflops=0.001)
+    grads = []
+    for fmt in (torch.contiguous_format, torch.channels_last_3d):
+        net = copy.deepcopy(base).to(memory_format=fmt)
+        supernet_backward(net, Path.of(arch), x.contiguous(memory_format=fmt), y, cfg)
+        grads.append({n: p.grad for n, p in net.named_parameters() if p.grad is not None})
+    assert grads[0].keys() == grads[1].keys()
+    scale = max(g.abs().max().item() for g in grads[0].values())
+    for n, a in grads[0].items():
+        assert (grads[1][n] - a).abs().max().item() <= 1e-9 * scale, n

@@ -128,7 +128,11 @@ def conv3d_same(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
             y = F.conv1d(x1, w1, bias, stride[0], begs[0], 1, groups)
         else:
             y = F.conv1d(F.pad(x1, (begs[0], ends[0])), w1, bias, stride[0], 0, 1, groups)
-        return y[:, :, :out[0], None, None]
+        # view, not [..., None, None]: indexing gives the two new size-1 dims stride 1, and on a
+        # channels-last result (strides (T*C, 1, C, 1, 1)) torch 2.13's CPU batch_norm backward then
+        # returns wrong gradients (forward right); view gives them the canonical strides (C, C).
+        y = y[:, :, :out[0]]
+        return y.view(*y.shape, 1, 1)
     if begs == ends:  # symmetric: the conv pads by itself (no copy)
         y = F.conv3d(x, weight, bias, stride, tuple(begs), 1, groups)
     else:
