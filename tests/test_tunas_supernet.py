@@ -183,15 +183,17 @@ def test_search_config_round_trip_keeps_zero_init_residual() -> None:
 
 
 def test_search_config_round_trip_keeps_the_layout() -> None:
-    """``layout`` is left out at channels_first (the default, what every search ran before the field
-    existed), so an old configuration keeps its hash; ``from_dict`` reads a missing field as channels_first."""
+    """``layout`` is left out at channels_first (what every search ran before the field existed), so an
+    old configuration keeps its hash; ``from_dict`` reads a missing field as channels_first. The default,
+    channels_last_3d, is written."""
     from nas.drivers.tunas.search import SearchConfig
 
-    default, last = SearchConfig(target_gflops=0.2), SearchConfig(target_gflops=0.2, layout="channels_last_3d")
-    assert default.layout == "channels_first" and "layout" not in default.to_dict()
+    default, first = SearchConfig(target_gflops=0.2), SearchConfig(target_gflops=0.2, layout="channels_first")
+    assert default.layout == "channels_last_3d" and default.to_dict()["layout"] == "channels_last_3d"
+    assert "layout" not in first.to_dict()
     assert SearchConfig.from_dict(default.to_dict()) == default
-    assert SearchConfig.from_dict(last.to_dict()) == last
-    assert default.hash != last.hash
+    assert SearchConfig.from_dict(first.to_dict()) == first
+    assert default.hash != first.hash
     with pytest.raises(ValueError, match="search.layout: got 'nhwc'; allowed: one of channels_first, channels_last_3d"):
         SearchConfig(target_gflops=0.2, layout="nhwc")
 

@@ -97,9 +97,8 @@ def register(subparsers: Any) -> None:
     g.add_argument("--search-size-scale", type=float, default=D["size_scale"],
                    help=f"the supernet trains at this fraction of the crop (default {D['size_scale']})")
     g.add_argument("--search-layout", choices=SEARCH_LAYOUTS, default=D["layout"],
-                   help=f"the supernet's memory layout (default {D['layout']}; channels_last_3d makes search steps "
-                        "1.3-1.9x faster on 2 cores, but its supernets ended 49.6-72.3 %% top-1 against 73.4-89.1 %% "
-                        "over 5 seeds each, experiments/tunas/README.md)")
+                   help=f"the supernet's memory layout (default {D['layout']}: search steps 1.1-1.3x faster "
+                        "on 2 cores than channels_first, same gradients; experiments/tunas/README.md)")
     g.add_argument("--weights-lr", type=_positive_float, default=D["lr"],
                    help=f"shared-weights peak learning rate (default {D['lr']:g}; at 2e-3 and above shared weights stay at chance)")
     g.add_argument("--weights-optimizer", choices=OPTIMIZERS, default=D["optimizer"],

@@ -57,12 +57,13 @@ class SearchConfig:
             batch 1): the reward's cost is :func:`run_search`'s ``latency`` of each sampled architecture.
         zero_init_residual: start every layer's ReZero scalar at 0 (the standalone MoViNet's init)
             rather than 1 (:class:`~nas.proxy.Proxy`'s field of the same name).
-        layout: the supernet's and its batches' memory layout. ``channels_last_3d`` makes the search's
-            own step 1.87x faster on the warm-up path and 1.31x (median) near the default target at 14 px
-            on 2 cores, with equal losses (``experiments/tunas/bench_supernet_layout.py``), but over 5
-            seeds each the final ``supernet_top1`` was 49.6-72.3 % in it against 73.4-89.1 % in
-            ``channels_first`` (experiments/tunas/README.md), for a reason not found: the default stays
-            ``channels_first``.
+        layout: the supernet's and its batches' memory layout (default ``channels_last_3d``). It makes
+            one search step 1.29-1.33x faster on the warm-up path and 1.08-1.17x (median) near the default
+            target at 14 px on 2 cores (``experiments/tunas/bench_supernet_layout.py``), with gradients equal to
+            ``channels_first``'s (tested in float64). Its supernets once learned less (49.6-72.3 % final
+            ``supernet_top1`` against 73.4-89.1 % over 5 seeds each): torch's CPU batch_norm backward
+            was wrong on the 1 x 1-map convs' channels-last strides, fixed in
+            :func:`nas.models.layers.conv3d_same` (experiments/tunas/README.md).
     """
 
     target_gflops: float | None
@@ -89,7 +90,7 @@ class SearchConfig:
     checkpoint_every: int = 30
     target_ms: float | None = None
     zero_init_residual: bool = False
-    layout: str = "channels_first"
+    layout: str = "channels_last_3d"
 
     def __post_init__(self) -> None:
         def positive(v: Any) -> bool:
@@ -135,7 +136,7 @@ class SearchConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready fields (``target_ms`` only when set, ``zero_init_residual`` only when
         False, ``layout`` only when ``channels_last_3d``: configurations from before they existed keep
-        their hash, so their checkpoints still resume)."""
+        their hash, so their checkpoints still resume; the default layout is therefore written)."""
         d = dataclasses.asdict(self)
         d["fixed"] = dict(self.fixed)
         if d["target_ms"] is None:
