@@ -164,8 +164,8 @@ def _sample_kill_resume(tmp_path: Path, strategy: str, kills: list[tuple[int, fl
 
 @pytest.mark.parametrize("strategy,kills", [
     ("tpe", [(5, 0.003), (11, 0.0)]),
-    ("random", [(2, 0.001)]),
-    ("nsga2", [(9, 0.002)]),
+    pytest.param("random", [(2, 0.001)], marks=pytest.mark.slow),  # the default suite kills one strategy (CI time)
+    pytest.param("nsga2", [(9, 0.002)], marks=pytest.mark.slow),
 ])
 def test_sample_killed_anywhere_resumes_to_the_uninterrupted_run(tmp_path: Path, strategy: str, kills) -> None:
     _sample_kill_resume(tmp_path, strategy, kills)

@@ -39,9 +39,9 @@ def test_reference_forward_shape_on_small_clip(arch_name: str) -> None:
     assert torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("count", [25, pytest.param(100, marks=pytest.mark.slow)])
+@pytest.mark.parametrize("count", [10, pytest.param(100, marks=pytest.mark.slow)])
 def test_random_architectures_cost_equals_measured(space_name: str, count: int) -> None:
-    """Random points of every space (25 in the default suite, 100 in the slow one): the counts on the
+    """Random points of every space (10 in the default suite, 100 in the slow one): the counts on the
     meta device (shapes only); the first 3 on real CPU tensors at small clips (FlopCounterMode counts
     shapes, so the two agree; the real ones check that the models run)."""
     for i, arch in enumerate(_random_archs(space_name, count, seed=1234)):
