@@ -69,7 +69,7 @@ def video_folder(root: Path, copies: int) -> Path:
 def consumed(arch: Arch, proxy: Proxy, steps: int) -> tuple[float, str]:
     """Median training clips/s on in-memory batches at the proxy's clip; and the layout used."""
     clip = arch.clip
-    crop = max(8, round(clip.crop * proxy.size_scale))
+    crop = proxy.train_crop(clip.crop)
     torch.manual_seed(0)
     model = build_model(arch.with_classes(2)).train()
     optimizer = make_optimizer(model, proxy)

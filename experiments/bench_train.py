@@ -32,6 +32,7 @@ from nas import load_arch
 from nas.cost import GFLOPS_NOTE
 from nas.dsl.arch import Arch
 from nas.models import build_model
+from nas.proxy import Proxy
 
 LAYOUTS = {"channels_first": torch.contiguous_format, "channels_last_3d": torch.channels_last_3d}
 
@@ -72,7 +73,7 @@ class _Trainer:
 
 def bench_arch(arch: Arch, size_scale: float, batch: int, rounds: int, steps_per_round: int) -> dict:
     """Median training-step time per layout, interleaved round by round."""
-    crop = max(8, round(arch.clip.crop * size_scale))
+    crop = Proxy(size_scale=size_scale).train_crop(arch.clip.crop)
     trainers = {layout: _Trainer(arch, crop, batch, layout) for layout in LAYOUTS}
     for t in trainers.values():  # warm-up: allocator, one-off kernel selection
         t.step()

@@ -88,6 +88,26 @@ def test_converges_to_known_optimum() -> None:
     assert probs["blocks/0/layers/0/kernel"][1] > 0.9  # 3x3x3 is value 1 of (1x3x3, 3x3x3, 5x1x1)
 
 
+
+def test_sample_many_draws_from_the_policy() -> None:
+    """The vectorised draws behind ``expected_cost`` follow each dimension's softmax, and the
+    indices-keyed cost cache returns what freezing each draw gives."""
+    ctrl = Controller(tiny_space(), 0.0015, total_steps=10, seed=0)
+    with torch.no_grad():
+        for i, lg in enumerate(ctrl.policy.logits):
+            lg.copy_(torch.linspace(0.0, 1.5 + 0.1 * i, len(lg)))
+    n = 4000
+    draws = ctrl.policy.sample_many(n, torch.Generator().manual_seed(1))
+    assert len(draws) == n and all(list(d) == list(ctrl.policy.labels) for d in draws[:5])
+    for label, probs in ctrl.policy.probs().items():
+        for value, p in enumerate(probs):
+            freq = sum(d[label] == value for d in draws) / n
+            assert abs(freq - p) < 4 * math.sqrt(p * (1 - p) / n), (label, value, freq, p)
+    g = torch.Generator().manual_seed(7)
+    exact = sum(ctrl.cost(ctrl.policy.freeze(d)) for d in ctrl.policy.sample_many(64, g)) / 64
+    assert ctrl.expected_cost(64, seed=7) == pytest.approx(exact)
+    assert ctrl.expected_cost(64, seed=7) == pytest.approx(exact)  # second call: from the indices cache
+
 @pytest.mark.parametrize("target_factor", [0.7, 1.3])
 def test_cost_only_reward_drives_expected_cost_to_target(target_factor: float) -> None:
     space = tiny_space()

@@ -40,9 +40,9 @@ __all__ = ["register", "cmd_search", "DEFAULT_PROXY", "DEFAULT_TARGET", "DEFAULT
 # Retraining budget: the default Proxy (16 clips at 0.15 x the crop, AdamW 2e-3) cut to 1000 steps.
 # Unlike the 40-step smoke budget of xnas sample / expand, it learns the synthetic default: at the
 # default clip the default search's argmax reaches 95.8 % top-1 (chance 16.7 %) in ~110 s, so the
-# default run's retrains and Pareto plot carry accuracy; the four retrains took ~570 s of a 1406 s run
-# at 95 GMAC/s (experiments/tunas/README.md).
+# default run's retrains and Pareto plot carry accuracy (experiments/tunas/README.md).
 DEFAULT_PROXY = Proxy(steps=1000)
+DEFAULT_TOP_K = 0
 DEFAULT_TARGET = 0.18  # GFLOPs at the default clip: about MoViNet-A0 re-clipped to 8x112² (0.176)
 # 8 frames 10 apart span the synthetic event at 8x5's cost; at 8x5 no MoViNet learns `graded` within the
 # search's budget (experiments/tunas/README.md)
@@ -79,7 +79,10 @@ def register(subparsers: Any) -> None:
                    help=f"the fixed clip FRAMESxSTRIDExCROP the search trains and counts GFLOPs at (default {DEFAULT_CLIP}); "
                         "it may lie outside the space's clip choices")
     p.add_argument("--dropout", type=float, help="head dropout of the searched architectures (default: the space's first value)")
-    p.add_argument("--top-k", type=int, default=2, help="most probable architectures of the final policy retrained besides the argmax (default 2)")
+    # 0 by default, as TuNAS retrains only the argmax: in 4 default runs the top-1/top-2 retrains tied
+    # with the argmax (within 1.2 points, SE about 0.43) and cost a second round of retraining
+    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
+                   help=f"most probable architectures of the final policy retrained besides the argmax (default {DEFAULT_TOP_K})")
     p.add_argument("--baselines", default="nearest",
                    help="'nearest' (default: the space's reference architecture nearest each target), 'none', or "
                         "comma-separated reference names; re-clipped to --clip and retrained with the same proxy")

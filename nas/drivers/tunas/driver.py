@@ -49,7 +49,7 @@ class TunasConfig:
 
     search: "SearchConfig"
     targets: tuple[float, ...] = ()
-    top_k: int = 2
+    top_k: int = 0
     retrain: bool = True
 
     def __post_init__(self) -> None:

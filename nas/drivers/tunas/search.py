@@ -210,7 +210,7 @@ def _save(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, tmp)
 
 
-def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: str = "synthetic", top_k: int = 2,
+def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: str = "synthetic", top_k: int = 0,
                progress: bool | None = None, log: Callable[[str], None] | None = None,
                stop_after: int | None = None, plot: bool = True,
                latency: Callable[[Arch], float] | None = None) -> SearchResult:
