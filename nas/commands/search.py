@@ -10,7 +10,7 @@ are at that clip, and baselines are re-clipped to it, so every point of the plot
 The default (``xnas search --space movinet``) is sized for a 2-core CPU: target 0.18 GFLOPs (about
 MoViNet-A0 at 8x112²), 1000 search steps of 1 architecture x 16 clips at an eighth of the crop
 (14 px), shared-weights rate 1e-3, a 5 % op/filter warm-up and RL delay, the abs reward's cost weight
--0.25 (TuNAS -0.10), then proxy retrains of 1000 steps x 16 clips at 0.15 of the crop (17 px). Why
+-0.25 (TuNAS -0.10), then proxy retrains of 600 steps x 16 clips at 0.15 of the crop (17 px). Why
 these values: docs/tunas.md.
 
 Outputs, under ``runs/<name>/``: ``search-<target>/`` (``argmax.yaml`` -- the frozen final
@@ -37,11 +37,12 @@ from nas.commands.argtypes import clip as _clip, positive_float as _positive_flo
 
 __all__ = ["register", "cmd_search", "DEFAULT_PROXY", "DEFAULT_TARGET", "DEFAULT_CLIP", "FAULT_EXIT_CODE"]
 
-# Retraining budget: the default Proxy (16 clips at 0.15 x the crop, AdamW 2e-3) cut to 1000 steps.
-# Unlike the 40-step smoke budget of xnas sample / expand, it learns the synthetic default: at the
-# default clip the default search's argmax reaches 95.8 % top-1 (chance 16.7 %) in ~110 s, so the
-# default run's retrains and Pareto plot carry accuracy (experiments/tunas/README.md).
-DEFAULT_PROXY = Proxy(steps=1000)
+# Retraining budget: the default Proxy (16 clips at 0.15 x the crop, AdamW 2e-3) cut to 600 steps.
+# Unlike the 40-step smoke budget of xnas sample / expand, it learns the synthetic default, so the
+# default run's retrains and Pareto plot carry accuracy: seed 0's argmax and MoViNet-A0 reached 94.8 and
+# 95.1 % top-1 (chance 16.7 %) against 95.2 and 95.5 % at 1000 steps (a tie: SE 0.43), in 0.6x the time
+# (experiments/tunas/README.md). Until 2026-12-07 it was 1000 steps.
+DEFAULT_PROXY = Proxy(steps=600)
 DEFAULT_TOP_K = 0
 DEFAULT_TARGET = 0.18  # GFLOPs at the default clip: about MoViNet-A0 re-clipped to 8x112² (0.176)
 # 8 frames 10 apart span the synthetic event at 8x5's cost; at 8x5 no MoViNet learns `graded` within the
