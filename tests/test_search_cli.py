@@ -57,7 +57,6 @@ def test_search_writes_frozen_arch_trajectory_and_plots(space_file: Path, tmp_pa
     assert {json.loads(r["tags"])["role"] for r in results} == {"argmax", "top1"}
 
 
-
 def test_search_retrains_only_the_argmax_by_default(space_file: Path, tmp_path: Path, capsys) -> None:
     """TuNAS retrains the argmax alone; the policy's next most probable architectures only on request."""
     runs = tmp_path / "runs"
@@ -68,6 +67,7 @@ def test_search_retrains_only_the_argmax_by_default(space_file: Path, tmp_path: 
     assert not list((runs / "d" / "search-0.0015").glob("top_k/*.yaml"))
     results = list(csv.DictReader(open(runs / "d" / "results.csv")))
     assert [json.loads(r["tags"])["role"] for r in results] == ["argmax"]
+
 
 def test_search_to_a_latency_target(space_file: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     """``--target-ms``: the controller's cost is the predicted latency; outputs say so beside GFLOPs."""

@@ -88,7 +88,6 @@ def test_converges_to_known_optimum() -> None:
     assert probs["blocks/0/layers/0/kernel"][1] > 0.9  # 3x3x3 is value 1 of (1x3x3, 3x3x3, 5x1x1)
 
 
-
 def test_sample_many_draws_from_the_policy() -> None:
     """The vectorised draws behind ``expected_cost`` follow each dimension's softmax, and the
     indices-keyed cost cache returns what freezing each draw gives."""
