@@ -32,6 +32,7 @@ from nas.commands._run_options import add_run_arguments, open_run, space_hash
 from nas.cost import GFLOPS_NOTE
 from nas.errors import UsageError
 from nas.proxy import Proxy
+from nas.drivers.tunas.driver import TunasConfig
 from nas.drivers.tunas.config import LAYOUTS as SEARCH_LAYOUTS, OPTIMIZERS, REWARDS, SEARCH_DEFAULTS, SearchConfig
 from nas.commands.argtypes import clip as _clip, positive_float as _positive_float, positive_int as _positive_int
 
@@ -43,7 +44,6 @@ __all__ = ["register", "cmd_search", "DEFAULT_PROXY", "DEFAULT_TARGET", "DEFAULT
 # 95.1 % top-1 (chance 16.7 %) against 95.2 and 95.5 % at 1000 steps (a tie: SE 0.43), in 0.6x the time
 # (experiments/tunas/README.md). Until 2026-12-07 it was 1000 steps.
 DEFAULT_PROXY = Proxy(steps=600)
-DEFAULT_TOP_K = 0
 DEFAULT_TARGET = 0.18  # GFLOPs at the default clip: about MoViNet-A0 re-clipped to 8x112² (0.176)
 # 8 frames 10 apart span the synthetic event at 8x5's cost; at 8x5 no MoViNet learns `graded` within the
 # search's budget (experiments/tunas/README.md)
@@ -80,10 +80,8 @@ def register(subparsers: Any) -> None:
                    help=f"the fixed clip FRAMESxSTRIDExCROP the search trains and counts GFLOPs at (default {DEFAULT_CLIP}); "
                         "it may lie outside the space's clip choices")
     p.add_argument("--dropout", type=float, help="head dropout of the searched architectures (default: the space's first value)")
-    # 0 by default, as TuNAS retrains only the argmax: in 4 default runs the top-1/top-2 retrains tied
-    # with the argmax (within 1.2 points, SE about 0.43) and cost a second round of retraining
-    p.add_argument("--top-k", type=int, default=DEFAULT_TOP_K,
-                   help=f"most probable architectures of the final policy retrained besides the argmax (default {DEFAULT_TOP_K})")
+    p.add_argument("--top-k", type=int, default=TunasConfig.top_k,
+                   help=f"most probable architectures of the final policy retrained besides the argmax (default {TunasConfig.top_k})")
     p.add_argument("--baselines", default="nearest",
                    help="'nearest' (default: the space's reference architecture nearest each target), 'none', or "
                         "comma-separated reference names; re-clipped to --clip and retrained with the same proxy")
@@ -145,7 +143,7 @@ def _baselines(args: argparse.Namespace, space: Any, targets: list[float], laten
 def cmd_search(args: argparse.Namespace) -> int:
     """Run one TuNAS search per target, retrain the winners, plot; print a summary."""
     from nas.registry import load_space
-    from nas.drivers.tunas.driver import TunasConfig, search_and_retrain
+    from nas.drivers.tunas.driver import search_and_retrain
     from nas.drivers.tunas.search import default_fixed
 
     space = load_space(args.space)
