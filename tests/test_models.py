@@ -142,3 +142,20 @@ def test_zero_init_residual_false_starts_every_branch_at_full_scale(name: str) -
     scale_ids = {id(s) for s in scales}
     expected = {n for n, p in full.named_parameters() if id(p) in scale_ids}
     assert changed == expected
+
+
+@pytest.mark.parametrize("preset", [None, "2048"])
+def test_importing_models_sizes_the_onednn_primitive_cache(preset: str | None) -> None:
+    """Importing :mod:`nas.models` sets oneDNN's cache capacity unless the environment already does."""
+    import os
+    import subprocess
+    import sys
+
+    from nas.models.onednn import PRIMITIVE_CACHE_CAPACITY
+
+    env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
+    if preset is not None:
+        env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
+    code = "import os, nas.models; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
+    assert out.strip() == (preset or str(PRIMITIVE_CACHE_CAPACITY))
