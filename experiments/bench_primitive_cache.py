@@ -15,7 +15,10 @@ both see the same machine noise, and reports per capacity:
   step; the mean of ``--steps`` after one warm-up step) of a shipped architecture at a proxy clip;
 * ``supernet_new_s``: the TuNAS supernet's step (``supernet_backward``, as the search runs it) on
   ``--paths`` uniformly drawn paths, each new (first calls included, as in ``bench_step_ratio --loop``);
-* ``supernet_again_s``: the same paths once more (a narrowed policy revisits its paths).
+* ``supernet_new_late_s``: the second half of those steps alone (a small cache fills within a few new
+  paths; a full cache pays for every miss with a scan of all its entries, oneDNN's LRU eviction
+  being linear in the capacity);
+* ``supernet_again_s``: the last quarter of those paths once more (a narrowed policy revisits its paths).
 
 It prints one JSON line per process and the ratios (capacity / default) of the medians. Run::
 
@@ -79,12 +82,16 @@ def _work(paths: int, steps: int) -> dict:
     supernet = Supernet(space, classes=6).train().to(memory_format=torch.channels_last_3d)
     x = torch.randn(16, 3, 8, 14, 14).contiguous(memory_format=torch.channels_last_3d)
     y = torch.randint(0, 6, (16,))
-    for label in ("supernet_new_s", "supernet_again_s"):
+    times = []
+    for arch in archs + archs[-len(archs) // 4:]:
         t0 = time.perf_counter()
-        for arch in archs:
-            supernet.zero_grad(set_to_none=True)
-            supernet_backward(supernet, NetPath.of(arch), x, y, cfg)
-        out[label] = (time.perf_counter() - t0) / len(archs)
+        supernet.zero_grad(set_to_none=True)
+        supernet_backward(supernet, NetPath.of(arch), x, y, cfg)
+        times.append(time.perf_counter() - t0)
+    half = len(archs) // 2
+    out["supernet_new_s"] = statistics.mean(times[:len(archs)])
+    out["supernet_new_late_s"] = statistics.mean(times[half:len(archs)])
+    out["supernet_again_s"] = statistics.mean(times[len(archs):])
     out["matmul_gmacs_after"] = round(matmul_peak(), 1)
     import resource
     out["max_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -93,9 +100,9 @@ def _work(paths: int, steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--capacities", default="1024,16384", help="comma-separated; the first is the baseline")
+    ap.add_argument("--capacities", default="1024,4096,16384", help="comma-separated; the first is the baseline")
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--paths", type=int, default=30)
+    ap.add_argument("--paths", type=int, default=60)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out")

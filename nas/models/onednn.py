@@ -2,14 +2,22 @@
 
 Every conv of a CPU training step runs through oneDNN *primitives*: its forward, its two backward
 passes and the weight reorders around them, about 1400 for one step of a MoViNet-sized network in
-``channels_last_3d`` at the proxy clips. oneDNN keeps the most recently used
-``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` of them (1024 by default) and creates any other anew. A step that
-needs more distinct primitives than the cache holds misses on *every* one of them, on every step (an
-LRU cache read in a cycle longer than itself), so it pays their creation each time, as if each step
-were the first: 0.18-0.23 s of a 0.6-0.9 s TuNAS supernet step at the default search clip
-(``ONEDNN_VERBOSE=profile_create``). A TuNAS search also revisits the paths its policy narrows to,
-whose primitives a larger cache still holds. ``experiments/bench_primitive_cache.py`` measures the
-gain side by side (``experiments/results/primitive_cache.json``).
+``channels_last_3d`` at the proxy clips, up to 3000 for a TuNAS op warm-up step that runs every kernel.
+oneDNN keeps the most recently used ``ONEDNN_PRIMITIVE_CACHE_CAPACITY`` of them (1024 by default) and
+creates any other anew. A step that needs more distinct primitives than the cache holds misses on
+*every* one of them, on every step (an LRU cache read in a cycle longer than itself), and pays their
+creation each time, as if each step were the first: 0.18-0.23 s of a 0.6-0.9 s step of a random
+MoViNet child at the default search clip (``ONEDNN_VERBOSE=profile_create``).
+
+A larger cache is not free either: oneDNN evicts by scanning every entry for the oldest, so once the
+cache is full each miss costs time linear in the capacity. 4096 holds one MoViNet-sized network's step (a
+warm-up step's 3000 primitives included), so a stand-alone training never misses after its first
+step: random MoViNet children trained 0.81x the time per step (1 thread, 17 px; children that fit in
+1024 unchanged). A TuNAS search, which meets new paths, gains little: the default search (seed 0) took
+728 s against 773 s, a tie within this machine's drift, bit for bit the same trajectory; 80 uniform
+new paths a step each ran 0.97 against 0.91 s a step, and at 16384, 0.55-0.7 s until the cache filled
+and 1-2.5 s after. Measured in ``experiments/bench_primitive_cache.py``,
+``bench_primitive_cache_children.py`` and ``tunas/results/cache_search/`` (``experiments/tunas/README.md``).
 
 oneDNN reads the variable when it creates its first primitive, so it is set when :mod:`nas.models`
 is imported, before any model runs; a value already in the environment is kept.
@@ -20,9 +28,9 @@ import os
 
 __all__ = ["PRIMITIVE_CACHE_CAPACITY", "size_primitive_cache"]
 
-# Enough for about ten distinct MoViNet-sized training steps; each cached primitive holds about 17 kB
-# (RSS grew 170 MB over 10 000 cached primitives), so a full cache costs under 300 MB.
-PRIMITIVE_CACHE_CAPACITY = 16384
+# A warm-up step (up to 3000 primitives) or two or three plain ones; each cached primitive holds about
+# 17 kB (RSS grew 170 MB over 10 000 of them), so a full cache costs about 70 MB.
+PRIMITIVE_CACHE_CAPACITY = 4096
 
 
 def size_primitive_cache(capacity: int = PRIMITIVE_CACHE_CAPACITY) -> int:
