@@ -159,3 +159,11 @@ def test_importing_models_sizes_the_onednn_primitive_cache(preset: str | None) -
     code = "import os, nas.models; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
     assert out.strip() == (preset or str(PRIMITIVE_CACHE_CAPACITY))
+
+
+def test_a_bad_onednn_cache_capacity_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    from nas.models.onednn import size_primitive_cache
+
+    monkeypatch.setenv("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "lots")
+    with pytest.raises(ValueError, match="ONEDNN_PRIMITIVE_CACHE_CAPACITY: got 'lots'"):
+        size_primitive_cache()

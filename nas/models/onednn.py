@@ -14,8 +14,8 @@ cache is full each miss costs time linear in the capacity. 4096 holds one MoViNe
 warm-up step's 3000 primitives included), so a stand-alone training never misses after its first
 step: random MoViNet children trained 0.81x the time per step (1 thread, 17 px; children that fit in
 1024 unchanged). A TuNAS search, which meets new paths, gains little: the default search (seed 0) took
-728 s against 773 s, a tie within this machine's drift, bit for bit the same trajectory; 80 uniform
-new paths a step each ran 0.97 against 0.91 s a step, and at 16384, 0.55-0.7 s until the cache filled
+728 s at 4096 against 773 s at 1024, a tie within this machine's drift, bit for bit the same
+trajectory; 80 steps on uniform new paths ran 0.97 s a step at 4096 against 0.91 at 1024, and at 16384, 0.55-0.7 s until the cache filled
 and 1-2.5 s after. Measured in ``experiments/bench_primitive_cache.py``,
 ``bench_primitive_cache_children.py`` and ``tunas/results/cache_search/`` (``experiments/tunas/README.md``).
 
@@ -41,5 +41,12 @@ def size_primitive_cache(capacity: int = PRIMITIVE_CACHE_CAPACITY) -> int:
 
     Returns:
         The capacity now in the environment.
+
+    Raises:
+        ValueError: if the environment's value is not a non-negative integer (oneDNN would ignore it).
     """
-    return int(os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity)))
+    value = os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", str(capacity))
+    if not value.strip().isdigit():
+        raise ValueError(f"ONEDNN_PRIMITIVE_CACHE_CAPACITY: got {value!r}; allowed: an integer >= 0 "
+                         f"(primitives oneDNN keeps; 0 turns its cache off; xnas's default {capacity})")
+    return int(value)
