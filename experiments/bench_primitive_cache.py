@@ -8,7 +8,7 @@ holds, the LRU cache misses on every one of them on every step: the step pays th
 primitives each time, as if every step were the first.
 
 This script runs the same work in fresh processes that differ only in that variable (the values of
-``--capacities``; ``default`` leaves it unset), alternating the capacities for ``--rounds`` rounds so
+``--capacities``; ``default`` leaves it unset, so xnas's own capacity applies), alternating the capacities for ``--rounds`` rounds so
 both see the same machine noise, and reports per capacity:
 
 * ``standalone_<arch>_<layout>_s``: a steady training step (forward, cross-entropy, backward, AdamW
@@ -20,7 +20,7 @@ both see the same machine noise, and reports per capacity:
   being linear in the capacity);
 * ``supernet_again_s``: the last quarter of those paths once more (a narrowed policy revisits its paths).
 
-It prints one JSON line per process and the ratios (capacity / default) of the medians. Run::
+It prints one JSON line per process and the ratios (capacity / the first capacity) of the medians. Run::
 
     .venv/bin/python experiments/bench_primitive_cache.py --out experiments/results/primitive_cache.json
 
@@ -39,15 +39,32 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 
-# (shipped architecture, frames, pixels, batch): the TuNAS retraining's clip (8 x 14², 16 clips) and
+# (shipped architecture, frames, pixels, batch): the TuNAS search's clip (8 x 14², 16 clips) and
 # the expansion's X3D proxy (a quarter of X3D-S's 13 x 160² crop, 8 clips)
 STANDALONE = (("movinet-a0", 8, 14, 16), ("x3d-s", 13, 40, 8))
+
+
+def training_step_s(model, x, y, steps: int) -> float:
+    """Mean seconds of ``steps`` AdamW training steps after one warm-up step (the first step creates
+    its primitives whatever the capacity)."""
+    import torch
+    import torch.nn.functional as F
+
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    times = []
+    for i in range(steps + 1):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return statistics.mean(times)
 
 
 def _work(paths: int, steps: int) -> dict:
     """Everything timed in one process (its cache capacity is fixed for the process's life)."""
     import torch
-    import torch.nn.functional as F
 
     import nas
     from nas.drivers.tunas.search import SearchConfig, default_fixed, supernet_backward
@@ -63,18 +80,8 @@ def _work(paths: int, steps: int) -> dict:
         arch = nas.load_arch(name).with_classes(6)
         for layout, fmt in (("channels_last_3d", torch.channels_last_3d), ("channels_first", torch.contiguous_format)):
             model = build_model(arch).train().to(memory_format=fmt)
-            opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
             x = torch.randn(batch, 3, frames, pixels, pixels).contiguous(memory_format=fmt)
-            y = torch.randint(0, 6, (batch,))
-            times = []
-            for i in range(steps + 1):
-                t0 = time.perf_counter()
-                opt.zero_grad(set_to_none=True)
-                F.cross_entropy(model(x), y).backward()
-                opt.step()
-                if i:  # the first step creates the primitives whatever the capacity
-                    times.append(time.perf_counter() - t0)
-            out[f"standalone_{name}_{layout}_s"] = statistics.mean(times)
+            out[f"standalone_{name}_{layout}_s"] = training_step_s(model, x, torch.randint(0, 6, (batch,)), steps)
     space = nas.load_space("movinet")
     at_clip = space.with_clip((8, 5, 112))
     cfg = SearchConfig(target_gflops=0.18)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
+
+from bench_primitive_cache import training_step_s  # the same step, beside it in experiments/
 
 ARGMAX = "experiments/tunas/results/cache_search/cap1024/argmax.yaml"
 
@@ -22,7 +22,6 @@ ARGMAX = "experiments/tunas/results/cache_search/cap1024/argmax.yaml"
 def _child() -> list[float]:
     """Step times in this process (its capacity is fixed for its life)."""
     import torch
-    import torch.nn.functional as F
 
     import nas
     from nas.drivers.tunas.search import default_fixed
@@ -35,18 +34,8 @@ def _child() -> list[float]:
     out = []
     for arch in archs:
         model = build_model(arch.with_classes(6), zero_init_residual=False).train().to(memory_format=cl)
-        opt = torch.optim.AdamW(model.parameters(), 1e-3)
         x = torch.randn(16, 3, 8, 17, 17).contiguous(memory_format=cl)
-        y = torch.randint(0, 6, (16,))
-        times = []
-        for i in range(7):
-            t0 = time.perf_counter()
-            opt.zero_grad()
-            F.cross_entropy(model(x), y).backward()
-            opt.step()
-            if i:  # the warm-up step creates the primitives whatever the capacity
-                times.append(time.perf_counter() - t0)
-        out.append(round(statistics.mean(times), 4))
+        out.append(round(training_step_s(model, x, torch.randint(0, 6, (16,)), 6), 4))
     return out
 
 

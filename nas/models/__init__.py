@@ -8,16 +8,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable
 
+from torch import nn
+
+from nas.families import family_of
+from nas.models.builders import LEAF_BUILDERS, build_movinet
+from nas.models.ensemble import build_ensemble
+from nas.models.layers import init_residual_branches_
 from nas.models.onednn import size_primitive_cache
 
-size_primitive_cache()  # before any model runs: oneDNN reads it at its first primitive
-
-from torch import nn  # noqa: E402
-
-from nas.families import family_of  # noqa: E402
-from nas.models.builders import LEAF_BUILDERS, build_movinet  # noqa: E402
-from nas.models.ensemble import build_ensemble  # noqa: E402
-from nas.models.layers import init_residual_branches_  # noqa: E402
+size_primitive_cache()  # before any model runs (oneDNN reads it at its first primitive, not at torch's import)
 
 if TYPE_CHECKING:
     from nas.dsl import Arch
