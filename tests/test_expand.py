@@ -310,3 +310,39 @@ def test_trajectory_and_summary_carry_the_margins(tmp_path) -> None:
     summary = json.loads(paths["summary"].read_text())
     assert summary["chance_top1"] == pytest.approx(16.667, abs=1e-3) and summary["val_clips"] == 2560
     assert [d["axis"] for d in summary["decisions"]] == [r["axis"] for r in chosen]
+
+
+@pytest.mark.parametrize("path, donor", [(("depth", "frames"), "x2d"), (("width", "frame_stride"), "x2d"),
+                                         (("depth", "width"), "expand-s01-depth")])
+def test_every_inheriting_evaluation_grows_its_weights_donor(path, donor) -> None:
+    """Under inheritance each architecture starts from a parent it grows. When the last step's axis
+    cannot contract (frames double) a fine adjustment may shrink another axis below the parent's
+    (depth 2.5 -> 1.61): that final then inherits from the latest architecture on the chosen path it
+    grows, not from the parent (a CI run failed with a MorphError there)."""
+    from nas.drivers.expand import is_growth
+
+    evaluated: list[tuple[str | None, str]] = []
+
+    class Scripted:  # step i's candidate on path[i - 1] leads; records each batch's parent
+        def __init__(self, parent=None):
+            self.parent = parent
+
+        def for_parent(self, parent):
+            return Scripted(parent)
+
+        def evaluate(self, archs, tags=None):
+            results = _formula().evaluate(archs, tags)
+            for arch, r in zip(archs, results):
+                evaluated.append((self.parent, arch))
+                step = int(arch.name[8:10]) if arch.name.startswith("expand-s") else 0
+                r.top1 = 60.0 if step and arch.name.endswith(path[step - 1]) else 40.0 + step
+            return results
+
+    start = load_arch("x2d")
+    result = expand(start, Scripted(), target_gflops=start.cost().gflops * 3, log=_quiet)
+    assert [c.axis for c in result.path()[1:3]] == list(path)
+    for parent, arch in evaluated:
+        if parent is not None:
+            assert is_growth(parent, arch), (parent.name, arch.name)
+    final_parent = next(p for p, a in evaluated if a.hash == result.final.arch.hash)
+    assert final_parent.name == donor

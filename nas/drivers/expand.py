@@ -60,7 +60,8 @@ from nas.proxy import TrialResult
 
 __all__ = [
     "AXES", "CRITERIA", "PAPER_SYMBOLS", "ExpandError", "criterion_score", "Solution", "Candidate", "ExpansionResult",
-    "Measure", "expandable", "factor_bounds", "solve_axis", "build_candidates", "contract", "expand",
+    "Measure", "expandable", "is_growth", "weights_donor", "factor_bounds", "solve_axis", "build_candidates",
+    "contract", "expand",
     "replay", "write_outputs", "summary_text", "TRAJECTORY_COLUMNS", "top1_se", "top1_se_of_difference",
 ]
 
@@ -395,6 +396,22 @@ def choose(cands: Sequence[Candidate], val_clips: int | None = None) -> tuple[Ca
     return best, f"chose {best.axis}: {how}; {margin}"
 
 
+def is_growth(parent: Arch, child: Arch) -> bool:
+    """Whether ``child`` only grows ``parent`` (channels, bottleneck units, blocks; any clip), so a weight-
+    inheriting evaluator can start it from ``parent``'s weights (:func:`nas.families.x3d.growth_error`)."""
+    from nas.families.x3d import growth_error, resolve
+
+    return growth_error(resolve(parent.doc), resolve(child.doc)) is None
+
+
+def weights_donor(chosen_path: Sequence[Candidate], final: Arch) -> Candidate | None:
+    """The architecture the final's weights start from under inheritance: the latest one on the chosen
+    path (start first, the contraction's parent last) that ``final`` is a growth of, or ``None`` when it
+    grows none of them. The contraction shrinks the last step's axis only down to the parent's value,
+    so the parent serves, except when a fine adjustment moved another axis below the parent's."""
+    return next((c for c in reversed(chosen_path) if is_growth(c.arch, final)), None)
+
+
 def _loss(c: Candidate) -> float:
     """Validation loss for tie-breaks (``inf`` when unknown, so it never wins a tie)."""
     loss = c.result.loss if c.result is not None else float("nan")
@@ -568,7 +585,8 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float | None = N
         evaluator: scores each batch (one forward step = one batch); it may cache and record. An
             evaluator that inherits weights (``for_parent``, :func:`nas.evaluator.for_parent`) trains the
             start from its own budget, every candidate from its parent's trained weights (the step's
-            current architecture; the contracted final from the last step's parent).
+            current architecture; the contracted final from the last step's parent, or from the latest
+            architecture on the chosen path it grows, :func:`weights_donor`).
         target_gflops: the cost to land on (GFLOPs = multiply-adds x 1e-9).
         rate: cost multiplier each forward step aims for (X3D: 2).
         axes: the axes candidates are built on.
@@ -661,7 +679,12 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float | None = N
         final = contraction[-1]
         for c in contraction:
             log(f"contraction: {c.note}: {c.gflops:.4f} GFLOPs" + (f", {c.cost:.3f} ms" if target_ms is not None else ""))
-        _evaluate(for_parent(evaluator, parent.arch), [final])
+        chosen_path = [start_c] + [c for step in steps[:-1] for c in step if c.chosen]
+        donor = weights_donor(chosen_path, final.arch)
+        if donor is not parent:  # a fine adjustment shrank an axis below the parent's
+            log(f"contraction: the final is not a growth of {parent.arch.name}: its weights start from "
+                + (donor.arch.name if donor is not None else "scratch, with the start's budget"))
+        _evaluate(for_parent(evaluator, donor.arch if donor is not None else None), [final])
         final.chosen = True
         for c in contraction:
             c.chosen = True

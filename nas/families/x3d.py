@@ -44,7 +44,7 @@ from nas.cost import Clip, Cost, Tally, round8, same_out
 from nas.dsl.schema import Enum, Field, Float, Int, ListOf, Record
 from nas.families.base import Family
 
-__all__ = ["X3DStage", "X3DNet", "resolve", "cost", "FAMILY", "FACTOR_AXES"]
+__all__ = ["X3DStage", "X3DNet", "resolve", "cost", "growth_error", "FAMILY", "FACTOR_AXES"]
 
 # Paper symbol of each factor, in the paper's order.
 FACTOR_AXES = {
@@ -174,6 +174,27 @@ def cost(doc: dict, frames: int | None = None, crop: int | None = None) -> Cost:
     tally.conv(net.head_inner, net.head_width, (1, 1, 1), (1, 1, 1))
     tally.linear(net.head_width, net.classes)
     return Cost(macs=tally.macs, params=tally.params, frames=t, size=net.clip.crop, profile=tally.profile)
+
+
+def growth_error(parent: X3DNet, child: X3DNet) -> str | None:
+    """Why ``child`` is not a growth of ``parent`` (``None`` when it is): a network morphism
+    (:mod:`nas.models.morph`) can only add channels, bottleneck units, SE units and blocks, and keeps
+    the classes, head width, SE placement, stage count and temporal kernels. Clip length, crop and frame
+    stride are free: the same weights run on any input."""
+    same = {"classes": (parent.classes, child.classes), "head width": (parent.head_width, child.head_width),
+            "se_every": (parent.se_every, child.se_every), "stages": (len(parent.stages), len(child.stages)),
+            "temporal kernels": ((parent.stem_temporal_kernel, parent.block_temporal_kernel),
+                                 (child.stem_temporal_kernel, child.block_temporal_kernel))}
+    for what, (a, b) in same.items():
+        if a != b:
+            return f"{what}: got {b} for a parent with {a}; allowed: the same"
+    if child.stem_width < parent.stem_width:
+        return f"stem width: got {child.stem_width} for a parent with {parent.stem_width}; allowed: a growth"
+    for i, (p, c) in enumerate(zip(parent.stages, child.stages)):
+        if c.depth < p.depth or c.width < p.width or c.inner < p.inner or c.se_dim < p.se_dim or \
+                (p.se_dim == 0) != (c.se_dim == 0):
+            return f"stages/{i}: got {c} for a parent with {p}; allowed: a growth of each"
+    return None
 
 
 def clip(doc: dict) -> Clip:

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from nas.dsl.arch import Arch
-from nas.families.x3d import X3DNet, resolve
+from nas.families.x3d import X3DNet, growth_error, resolve
 from nas.models import build_model
 
 __all__ = ["inherit", "reestimate_bn", "MorphError"]
@@ -64,17 +64,9 @@ def _copy_bn(dst: nn.BatchNorm3d, src: nn.BatchNorm3d, g: torch.Tensor) -> None:
 
 
 def _check_growth(parent: X3DNet, child: X3DNet) -> None:
-    same = {"classes": (parent.classes, child.classes), "head width": (parent.head_width, child.head_width),
-            "se_every": (parent.se_every, child.se_every), "stages": (len(parent.stages), len(child.stages)),
-            "temporal kernels": ((parent.stem_temporal_kernel, parent.block_temporal_kernel),
-                                 (child.stem_temporal_kernel, child.block_temporal_kernel))}
-    for what, (a, b) in same.items():
-        if a != b:
-            raise MorphError(f"{what}: got {b} for a parent with {a}; allowed: the same")
-    for i, (p, c) in enumerate(zip(parent.stages, child.stages)):
-        if c.depth < p.depth or c.width < p.width or c.inner < p.inner or c.se_dim < p.se_dim or \
-                (p.se_dim == 0) != (c.se_dim == 0):
-            raise MorphError(f"stages/{i}: got {c} for a parent with {p}; allowed: a growth of each")
+    why = growth_error(parent, child)
+    if why is not None:
+        raise MorphError(why)
 
 
 @torch.no_grad()
