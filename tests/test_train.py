@@ -199,6 +199,25 @@ def test_activation_count_of_a_small_net_is_its_tensors() -> None:
     assert 3 * feature_map <= counted <= 3 * feature_map + 1024
 
 
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last_3d])
+def test_the_meta_shortcuts_give_what_the_meta_kernels_give(layout) -> None:
+    """Batch norm and the activations skip the meta device's Python references when memory is
+    estimated: their outputs must be exactly what the op gives (shape, stride, dtype), or the count
+    would change."""
+    from nas.measure import _ACTIVATIONS, shortcut_meta_output
+
+    aten = torch.ops.aten
+    x = torch.empty(2, 8, 3, 5, 5, device="meta").to(memory_format=layout)
+    w, b, mean, var = (torch.empty(8, device="meta") for _ in range(4))
+    cases = [(getattr(aten, name).default, (x,)) for name in _ACTIVATIONS]
+    cases.append((aten.native_batch_norm.default, (x, w, b, mean, var, True, 0.1, 1e-5)))
+    for func, args in cases:
+        got, want = shortcut_meta_output(func, args), func(*args)
+        got, want = (got, want) if isinstance(want, tuple) else ((got,), (want,))
+        assert [(t.shape, t.stride(), t.dtype) for t in got] == [(t.shape, t.stride(), t.dtype) for t in want], func
+    assert shortcut_meta_output(aten.add.Tensor, (x, x)) is None
+
+
 def test_memory_estimate_grows_with_the_batch_and_the_clip(tiny_arch) -> None:
     from nas.train import memory_estimate
 

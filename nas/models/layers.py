@@ -279,8 +279,12 @@ def init_conv_bn_(module: nn.Module) -> None:
     """He/Kaiming normal (fan_out) convs with zero bias, BN gamma 1 and beta 0, in place.
 
     Callers then set each residual branch's scale (:func:`init_residual_branches_`) and re-initialise
-    their classifier.
+    their classifier. Meta tensors (a model built only to count its cost or memory) hold no values:
+    they are left alone, since the meta device runs every init through Python (a third of a trial's
+    memory estimate).
     """
+    if any(p.is_meta for p in module.parameters()):
+        return
     for m in module.modules():
         if isinstance(m, nn.Conv3d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
