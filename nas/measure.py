@@ -8,6 +8,8 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 if TYPE_CHECKING:
+    from torch.utils._python_dispatch import TorchDispatchMode
+
     from nas.dsl.arch import Arch
 
 __all__ = ["count_params", "measured_macs", "training_activation_bytes", "shortcut_meta_output", "measure_latency"]
@@ -37,7 +39,7 @@ def measured_macs(model: torch.nn.Module, frames: int, size: int, *, device: str
     param = next(model.parameters(), None)
     dev = param.device if param is not None else torch.device("cpu")
     clip = torch.zeros(1, 3, frames, size, size, device=dev)
-    with torch.no_grad(), whole_kernels(), FlopCounterMode(display=False) as counter:
+    with torch.no_grad(), whole_kernels(), FlopCounterMode(display=False) as counter, _meta_shortcuts():
         model(clip)
     model.train(was_training)
     total = counter.get_total_flops()
@@ -56,16 +58,32 @@ def _activation_ops() -> frozenset:
 
 def shortcut_meta_output(func: "torch._ops.OpOverload", args: tuple) -> "torch.Tensor | tuple | None":
     """The output ``func(*args)`` would give on meta tensors, made directly for batch norm and the
-    activations, or ``None`` for any other op. The meta device runs those through Python references,
-    which took most of a trial's memory estimate (0.75 s of X3D-XS's; 0.15 s with this); the outputs
-    have the same shapes, dtypes and layouts (``tests/test_measure.py``)."""
-    aten = torch.ops.aten
-    if func is aten.native_batch_norm.default:  # normalised input, saved mean and inverse std
+    activations, or ``None`` for any other op or a tensor that is not on the meta device. The meta
+    device runs those ops through Python references, and ``FlopCounterMode`` decomposes them again:
+    they took most of a trial's memory estimate (0.75 s of X3D-XS's; 0.15 s with this) and of a meta
+    FLOP count. The outputs have the same shapes, strides and dtypes (``tests/test_train.py``); none of
+    these ops has a multiply-add to count."""
+    if not (args and isinstance(args[0], torch.Tensor) and args[0].is_meta):
+        return None
+    if func is torch.ops.aten.native_batch_norm.default:  # normalised input, saved mean and inverse std
         x = args[0]
         return torch.empty_like(x), x.new_empty(x.shape[1]), x.new_empty(x.shape[1])
     if func in _activation_ops():
         return torch.empty_like(args[0])
     return None
+
+
+def _meta_shortcuts() -> "TorchDispatchMode":
+    """A dispatch mode that answers :func:`shortcut_meta_output`'s ops directly (entered inside
+    ``FlopCounterMode``, those ops never reach it: they count nothing)."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class _Shortcuts(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+            out = shortcut_meta_output(func, args)
+            return func(*args, **(kwargs or {})) if out is None else out
+
+    return _Shortcuts()
 
 
 def training_activation_bytes(model: torch.nn.Module, frames: int, size: int, batch_size: int) -> int:

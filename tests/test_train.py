@@ -210,12 +210,14 @@ def test_the_meta_shortcuts_give_what_the_meta_kernels_give(layout) -> None:
     x = torch.empty(2, 8, 3, 5, 5, device="meta").to(memory_format=layout)
     w, b, mean, var = (torch.empty(8, device="meta") for _ in range(4))
     cases = [(getattr(aten, name).default, (x,)) for name in _ACTIVATIONS]
-    cases.append((aten.native_batch_norm.default, (x, w, b, mean, var, True, 0.1, 1e-5)))
+    for training in (True, False):
+        cases.append((aten.native_batch_norm.default, (x, w, b, mean, var, training, 0.1, 1e-5)))
     for func, args in cases:
         got, want = shortcut_meta_output(func, args), func(*args)
         got, want = (got, want) if isinstance(want, tuple) else ((got,), (want,))
         assert [(t.shape, t.stride(), t.dtype) for t in got] == [(t.shape, t.stride(), t.dtype) for t in want], func
     assert shortcut_meta_output(aten.add.Tensor, (x, x)) is None
+    assert shortcut_meta_output(aten.relu.default, (torch.zeros(2),)) is None  # real tensors compute
 
 
 def test_memory_estimate_grows_with_the_batch_and_the_clip(tiny_arch) -> None:
