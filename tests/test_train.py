@@ -249,3 +249,39 @@ def test_precise_bn_reestimates_statistics_before_validation(tiny_arch, monkeypa
     off = Proxy(**{**proxy.to_dict(), "precise_bn_batches": 0})
     assert evaluate(tiny_arch, "synthetic", off, seed=0, progress=False).ok
     assert calls == []
+
+
+@pytest.mark.parametrize("cf_s, cl3d_s, passes, chosen", [(0.06, 0.01, 2, "channels_last_3d"),
+                                                          (0.05, 0.05, 4, None)])  # a tie: either
+def test_choose_layout_times_again_only_when_the_first_passes_are_close(cf_s, cl3d_s, passes, chosen) -> None:
+    """One pass per layout decides when one is more than LAYOUT_DECISIVE_MARGIN faster; closer, each is
+    timed again. The timed passes leave no trace: BN statistics restored, gradients cleared."""
+    import time as time_module
+
+    from nas.train import _LAYOUT_CHOICE, choose_layout
+
+    seen: list[str] = []
+
+    class Sleeper(torch.nn.Module):  # as slow as the layout of its input says
+        def __init__(self) -> None:
+            super().__init__()
+            self.bn = torch.nn.BatchNorm3d(3)
+            self.fc = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            cl3d = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last_3d)
+            seen.append("channels_last_3d" if cl3d else "channels_first")
+            time_module.sleep(cl3d_s if cl3d else cf_s)
+            return self.fc(self.bn(x).mean((2, 3, 4)))
+
+    model = Sleeper()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    key = ("test", cf_s, cl3d_s)
+    _LAYOUT_CHOICE.pop(key, None)
+    got = choose_layout(model, torch.randn(2, 3, 2, 4, 4), torch.tensor([0, 1]), key)
+    assert got == (chosen or got) and got in ("channels_first", "channels_last_3d")
+    assert len(seen) == passes and seen[:2] == ["channels_first", "channels_last_3d"]
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert all(p.grad is None for p in model.parameters())
+    assert choose_layout(model, torch.randn(2, 3, 2, 4, 4), torch.tensor([0, 1]), key) == got  # cached
+    assert len(seen) == passes
