@@ -28,11 +28,9 @@ import argparse
 import random
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -41,19 +39,10 @@ from bench_train import matmul_peak  # noqa: E402
 from nas import load_arch, load_space  # noqa: E402
 from nas.dsl.arch import Arch  # noqa: E402
 from nas.models import build_model  # noqa: E402
-from nas.train import LAYOUT_DECISIVE_MARGIN  # noqa: E402
+from nas.train import LAYOUT_DECISIVE_MARGIN, timed_training_pass  # noqa: E402
 
 LAYOUTS = ("channels_first", "channels_last_3d")
 MARGINS = tuple(sorted({0.10, 0.15, 0.25, LAYOUT_DECISIVE_MARGIN}))  # the trainer's among them
-
-
-def _pass(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, layout: str) -> float:
-    fmt = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
-    model.to(memory_format=fmt)
-    xl = x.contiguous(memory_format=fmt)
-    t0 = time.perf_counter()
-    F.cross_entropy(model(xl), y).backward()
-    return time.perf_counter() - t0
 
 
 def measure(arch: Arch, size_scale: float, batch: int) -> dict:
@@ -67,11 +56,11 @@ def measure(arch: Arch, size_scale: float, batch: int) -> dict:
     passes = {layout: [] for layout in LAYOUTS}
     for _ in range(2):  # choose_layout's order: a first pass in each layout, then a second in each
         for layout in LAYOUTS:
-            passes[layout].append(_pass(model, x, y, layout))
+            passes[layout].append(timed_training_pass(model, x, y, layout))
     steady = {layout: [] for layout in LAYOUTS}
     for _ in range(3):
         for layout in LAYOUTS:
-            steady[layout].append(_pass(model, x, y, layout))
+            steady[layout].append(timed_training_pass(model, x, y, layout))
     return {"arch": arch.name, "clip": f"{clip.frames}x{size}²", "batch": batch, "passes": passes,
             "steady": {k: statistics.median(v) for k, v in steady.items()}}
 

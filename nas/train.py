@@ -30,8 +30,8 @@ from nas.parallel import all_mean, shard, spawn_local, to_global_batchnorm, worl
 from nas.proxy import LAYOUTS, MEMORY_REFUSAL, OPTIMIZERS, Proxy, TrialResult
 
 __all__ = ["Proxy", "TrialResult", "ClipData", "evaluate", "precise_bn", "make_data", "memory_estimate", "memory_available",
-           "OPTIMIZERS", "LAYOUTS", "batch_indices", "to_tensor", "choose_layout", "evaluate_split", "make_optimizer",
-           "seed_everything"]
+           "OPTIMIZERS", "LAYOUTS", "batch_indices", "to_tensor", "timed_training_pass", "choose_layout",
+           "evaluate_split", "make_optimizer", "seed_everything"]
 
 # Kinetics normalisation (X3D / pytorchvideo), applied to uint8 clips scaled to [0, 1].
 MEAN, STD = 0.45, 0.225
@@ -167,6 +167,17 @@ LAYOUT_DECISIVE_MARGIN = 0.25
 _TIMED_LAYOUTS = ("channels_first", "channels_last_3d")
 
 
+def timed_training_pass(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, layout: str) -> float:
+    """Seconds of one forward, cross-entropy and backward of ``model`` on ``(x, y)`` in ``layout``
+    (``channels_first`` or ``channels_last_3d``; the model is moved to it). Gradients accumulate."""
+    fmt = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
+    model.to(memory_format=fmt)
+    xl = x.contiguous(memory_format=fmt)
+    t0 = time.perf_counter()
+    F.cross_entropy(model(xl), y).backward()
+    return time.perf_counter() - t0
+
+
 def choose_layout(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, key: tuple) -> str:
     """Time forward+backward in each layout on this batch; keep the faster (cached per shape).
 
@@ -179,22 +190,11 @@ def choose_layout(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, key:
     if key in _LAYOUT_CHOICE:
         return _LAYOUT_CHOICE[key]
     buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
-    times: dict[str, float] = {}
-
-    def timed(layout: str) -> float:
-        fmt = torch.channels_last_3d if layout == "channels_last_3d" else torch.contiguous_format
-        model.to(memory_format=fmt)
-        xl = x.contiguous(memory_format=fmt)
-        t0 = time.perf_counter()
-        F.cross_entropy(model(xl), y).backward()
-        return time.perf_counter() - t0
-
-    for layout in _TIMED_LAYOUTS:
-        times[layout] = timed(layout)
+    times = {layout: timed_training_pass(model, x, y, layout) for layout in _TIMED_LAYOUTS}
     fast, slow = sorted(times.values())
     if slow <= fast * (1 + LAYOUT_DECISIVE_MARGIN):  # too close for first calls: time each again
         for layout in _TIMED_LAYOUTS:
-            times[layout] = min(times[layout], timed(layout))
+            times[layout] = min(times[layout], timed_training_pass(model, x, y, layout))
     model.zero_grad(set_to_none=True)
     with torch.no_grad():
         for name, b in model.named_buffers():
