@@ -151,14 +151,20 @@ def test_importing_models_sizes_the_onednn_primitive_cache(preset: str | None) -
     import subprocess
     import sys
 
-    from nas.models.onednn import PRIMITIVE_CACHE_CAPACITY
+    from nas.models.onednn import PRIMITIVE_CACHE_CAPACITY, SEARCH_PRIMITIVE_CACHE_CAPACITY
 
     env = {k: v for k, v in os.environ.items() if k != "ONEDNN_PRIMITIVE_CACHE_CAPACITY"}
     if preset is not None:
         env["ONEDNN_PRIMITIVE_CACHE_CAPACITY"] = preset
-    code = "import os, nas.models; print(os.environ['ONEDNN_PRIMITIVE_CACHE_CAPACITY'])"
+    # importing sets xnas's default; the search raises its own default, never a value the environment set
+    code = ("import os, nas.models; from nas.models.onednn import SEARCH_PRIMITIVE_CACHE_CAPACITY as S, "
+            "size_primitive_cache; v = 'ONEDNN_PRIMITIVE_CACHE_CAPACITY'; print(os.environ[v]); "
+            "print(size_primitive_cache(S), os.environ[v])")
     out = subprocess.run([sys.executable, "-c", code], env=env, check=True, capture_output=True, text=True).stdout
-    assert out.strip() == (preset or str(PRIMITIVE_CACHE_CAPACITY))
+    imported, searched = out.strip().splitlines()
+    assert imported == (preset or str(PRIMITIVE_CACHE_CAPACITY))
+    want = preset or str(SEARCH_PRIMITIVE_CACHE_CAPACITY)
+    assert searched == f"{want} {want}"
 
 
 def test_a_bad_onednn_cache_capacity_names_the_variable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,6 +41,7 @@ from nas.optim import RMSpropTF
 from nas.drivers.tunas.config import SearchConfig
 from nas.drivers.tunas.controller import Controller, warmup_probability
 from nas.drivers.tunas.supernet import SEARCH_FIXED_PREFIXES, Path as NetPath, Supernet, kernel_positions
+from nas.models.onednn import SEARCH_PRIMITIVE_CACHE_CAPACITY, size_primitive_cache
 
 __all__ = ["SearchConfig", "SearchResult", "run_search", "supernet_loss", "supernet_backward", "default_fixed", "TRAJECTORY_COLUMNS",
            "SupernetData", "warmup_steps"]
@@ -241,6 +242,9 @@ def run_search(space: Space, cfg: SearchConfig, out_dir: str | Path, *, data: st
         raise ValueError(f"latency: got None with target_ms {cfg.target_ms:g}; allowed: a function giving an "
                          "architecture's predicted milliseconds (nas.latency.LatencyTable.predict_ms)")
     in_ms = cfg.target_ms is not None
+    # before the supernet's first conv: a cache that keeps every primitive the search creates (in a
+    # process that already ran a network it is too late, and nothing changes)
+    size_primitive_cache(SEARCH_PRIMITIVE_CACHE_CAPACITY)
     log = log or (lambda m: print(m, file=sys.stderr, flush=True))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
