@@ -346,3 +346,23 @@ def test_every_inheriting_evaluation_grows_its_weights_donor(path, donor) -> Non
             assert is_growth(parent, arch), (parent.name, arch.name)
     final_parent = next(p for p, a in evaluated if a.hash == result.final.arch.hash)
     assert final_parent.name == donor
+
+
+def test_without_inheritance_the_final_says_nothing_of_weights() -> None:
+    """The donor note is about inherited weights: an evaluator without ``for_parent`` logs none, even
+    on a path whose final shrinks depth below the parent's (depth, then frames)."""
+    from nas.drivers.expand import is_growth
+
+    class DepthThenFrames:
+        def evaluate(self, archs, tags=None):
+            results = _formula().evaluate(archs, tags)
+            for arch, r in zip(archs, results):
+                r.top1 = 60.0 if arch.name in ("expand-s01-depth", "expand-s02-frames") else 40.0
+            return results
+
+    lines: list[str] = []
+    start = load_arch("x2d")
+    result = expand(start, DepthThenFrames(), target_gflops=start.cost().gflops * 3, log=lines.append)
+    parent = result.path()[1]
+    assert parent.axis == "depth" and not is_growth(parent.arch, result.final.arch)
+    assert not any("its weights start from" in line for line in lines)
