@@ -5,11 +5,10 @@ import functools
 from typing import TYPE_CHECKING
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 if TYPE_CHECKING:
-    from torch.utils._python_dispatch import TorchDispatchMode
-
     from nas.dsl.arch import Arch
 
 __all__ = ["count_params", "measured_macs", "training_activation_bytes", "shortcut_meta_output", "measure_latency"]
@@ -39,7 +38,7 @@ def measured_macs(model: torch.nn.Module, frames: int, size: int, *, device: str
     param = next(model.parameters(), None)
     dev = param.device if param is not None else torch.device("cpu")
     clip = torch.zeros(1, 3, frames, size, size, device=dev)
-    with torch.no_grad(), whole_kernels(), FlopCounterMode(display=False) as counter, _meta_shortcuts():
+    with torch.no_grad(), whole_kernels(), FlopCounterMode(display=False) as counter, _MetaShortcuts():
         model(clip)
     model.train(was_training)
     total = counter.get_total_flops()
@@ -73,17 +72,13 @@ def shortcut_meta_output(func: "torch._ops.OpOverload", args: tuple) -> "torch.T
     return None
 
 
-def _meta_shortcuts() -> "TorchDispatchMode":
+class _MetaShortcuts(TorchDispatchMode):
     """A dispatch mode that answers :func:`shortcut_meta_output`'s ops directly (entered inside
     ``FlopCounterMode``, those ops never reach it: they count nothing)."""
-    from torch.utils._python_dispatch import TorchDispatchMode
 
-    class _Shortcuts(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
-            out = shortcut_meta_output(func, args)
-            return func(*args, **(kwargs or {})) if out is None else out
-
-    return _Shortcuts()
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
+        out = shortcut_meta_output(func, args)
+        return func(*args, **(kwargs or {})) if out is None else out
 
 
 def training_activation_bytes(model: torch.nn.Module, frames: int, size: int, batch_size: int) -> int:
@@ -94,17 +89,13 @@ def training_activation_bytes(model: torch.nn.Module, frames: int, size: int, ba
     from above, of the activation memory a training step needs; :func:`nas.train.memory_estimate`
     adds the parameters, gradients and optimiser state.
     """
-    from torch.utils._python_dispatch import TorchDispatchMode
-
-    class _Count(TorchDispatchMode):
+    class _Count(_MetaShortcuts):
         def __init__(self) -> None:
             super().__init__()
             self.bytes = 0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001 - torch's protocol
-            out = shortcut_meta_output(func, args)
-            if out is None:
-                out = func(*args, **(kwargs or {}))
+            out = super().__torch_dispatch__(func, types, args, kwargs)
             if not func._schema.is_mutable and not getattr(func, "is_view", False):
                 for t in out if isinstance(out, (tuple, list)) else (out,):
                     if isinstance(t, torch.Tensor) and not t._is_view():

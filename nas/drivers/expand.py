@@ -681,11 +681,12 @@ def expand(start: Arch, evaluator: Evaluator, *, target_gflops: float | None = N
             log(f"contraction: {c.note}: {c.gflops:.4f} GFLOPs" + (f", {c.cost:.3f} ms" if target_ms is not None else ""))
         chosen_path = [start_c] + [c for step in steps[:-1] for c in step if c.chosen]
         donor = weights_donor(chosen_path, final.arch)
-        inherits = for_parent(evaluator, parent.arch) is not evaluator  # weights travel between trials
-        if inherits and donor is not parent:  # a fine adjustment shrank an axis below the parent's
+        final_evaluator = for_parent(evaluator, donor.arch if donor is not None else None)
+        # an inheriting evaluator, and a fine adjustment shrank an axis below the parent's
+        if final_evaluator is not evaluator and donor is not parent:
             log(f"contraction: the final is not a growth of {parent.arch.name}: its weights start from "
                 + (donor.arch.name if donor is not None else "scratch, with the start's budget"))
-        _evaluate(for_parent(evaluator, donor.arch if donor is not None else None), [final])
+        _evaluate(final_evaluator, [final])
         final.chosen = True
         for c in contraction:
             c.chosen = True
